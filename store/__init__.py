@@ -1,0 +1,1 @@
+"""SQLite project store of svd-workbench. Never imports TensorFlow."""
