@@ -11,7 +11,6 @@ the split, and the statistics carry absolute MACs and parameter counts.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from decimal import Decimal

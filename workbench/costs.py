@@ -150,7 +150,7 @@ def check_multiplicity(multiplicity) -> int:
 
 @dataclass(frozen=True)
 class CostItem:
-    """One cost-bearing layer as the model cost sees it.
+    """One cost-bearing layer, as counted in the model cost.
 
     `geometry` is None for layers that spatial SVD cannot split; they always count
     at their original cost.

@@ -147,7 +147,7 @@ def greedy_select(
         use_monotonic_fit: Select on the monotonic fit of each curve.
 
     Returns:
-        A `SelectionResult`. When the target cannot be met, it holds the most
+        A `SelectionResult`. When the target cannot be met, it contains the most
         compressed selection, `reachable` is False and `notes` says why.
 
     Raises:
