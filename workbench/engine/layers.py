@@ -87,8 +87,30 @@ def _shape(tensor) -> tuple | None:
     return tuple(None if dim is None else int(dim) for dim in tensor.shape[1:])
 
 
-def _node_shapes(layer):
-    nodes = getattr(layer, "_inbound_nodes", [])
+def graph_node_ids(model) -> set[int]:
+    """Return the ids of the call nodes in the graphs of `model` and its nested graph models.
+
+    Keras keeps a node for every call of a layer, including the calls made while
+    a loaded Sequential model is rebuilt after each added layer, so a layer's
+    `_inbound_nodes` can list nodes that no current graph uses.
+    """
+    ids: set[int] = set()
+    containers = [model] + [layer for _, layer in iter_layers(model) if is_graph_model(layer)]
+    for container in containers:
+        graph = container._functional if isinstance(container, keras.Sequential) else container
+        for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+            ids.update(id(node) for node in nodes)
+    return ids
+
+
+def _live_nodes(layer, node_ids: set[int] | None) -> list:
+    nodes = list(getattr(layer, "_inbound_nodes", []))
+    if node_ids is None:
+        return nodes
+    return [node for node in nodes if id(node) in node_ids]
+
+
+def _node_shapes(nodes):
     if not nodes:
         return None, None
     node = nodes[0]
@@ -146,9 +168,15 @@ WEIGHTED_TYPES = (
 )
 
 
-def describe_layer(path: str, layer) -> LayerRecord:
-    """Build the LayerRecord of one weighted layer: shapes, costs and eligibility."""
-    input_shape, output_shape = _node_shapes(layer)
+def describe_layer(path: str, layer, node_ids: set[int] | None = None) -> LayerRecord:
+    """Build the LayerRecord of one weighted layer: shapes, costs and eligibility.
+
+    Args:
+        node_ids: The `graph_node_ids` of the model; calls outside them are not
+            counted as call sites. None counts every call of the layer.
+    """
+    nodes = _live_nodes(layer, node_ids)
+    input_shape, output_shape = _node_shapes(nodes)
     data_format = getattr(layer, "data_format", None) or "channels_last"
     record = LayerRecord(
         name=path,
@@ -158,7 +186,7 @@ def describe_layer(path: str, layer) -> LayerRecord:
         output_shape=output_shape,
         params=int(layer.count_params()) if layer.built else 0,
         memory=_kernel_memory(layer),
-        call_sites=max(1, len(getattr(layer, "_inbound_nodes", []))),
+        call_sites=max(1, len(nodes)),
         use_bias=getattr(layer, "use_bias", None),
         activation=_activation_name(layer),
     )
@@ -266,6 +294,7 @@ def analyze_model(model) -> ModelAnalysis:
         UnsupportedModelError: for a subclassed or unbuilt model.
     """
     check_graph_model(model)
+    node_ids = graph_node_ids(model)
     records: list[LayerRecord] = []
     notes: list[str] = []
     for path, layer in iter_layers(model):
@@ -284,5 +313,5 @@ def analyze_model(model) -> ModelAnalysis:
             notes.append(f"Sub-model '{path}' is subclassed; its layers are not compressed.")
             continue
         if isinstance(layer, WEIGHTED_TYPES):
-            records.append(describe_layer(path, layer))
+            records.append(describe_layer(path, layer, node_ids))
     return ModelAnalysis(model.name, records, int(model.count_params()), notes)
