@@ -166,7 +166,7 @@ class ProjectsMixin(StoreBase):
     def list_projects(self) -> list[Project]:
         return [Project.from_row(row) for row in self._query("SELECT * FROM projects ORDER BY name")]
 
-    def update_project(self, name: str, **fields) -> Project:
+    def update_project(self, name: str, /, **fields) -> Project:
         """Change project fields; accepts the keyword arguments of `create_project`, and `name`.
 
         A new `model_path` without a `model_hash` hashes the new file. Scores stay
