@@ -1,10 +1,10 @@
 """Job process: `python -m workbench.jobs.runner --store PATH --job ID`.
 
 `launch_job` starts this module detached; `svd-workbench search` without
---detach runs the same code in its own process (`run_job`). The runner marks the
-job running with its pid and host, runs the work of the job's kind, and ends the
-job as done, cancelled or failed. TensorFlow loads here, never in the processes
-that launch jobs.
+--detach runs the same `run_job` in its own process. The runner marks the job
+running with its pid and host, runs the work of the job's kind, and ends the
+job as done, cancelled or failed. SIGTERM stops a job like a cancel request.
+TensorFlow loads here, never in the processes that launch jobs.
 
 Exit status: 0 when the job is done or cancelled, 1 when it failed.
 """
@@ -16,37 +16,54 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.jobs import job_log_path
+from workbench.jobs.errors import JobCancelled, JobFailed
 
 log = logging.getLogger("workbench.jobs")
 
 EXIT_DONE = 0
 EXIT_FAILED = 1
 
-
-class JobCancelled(Exception):
-    """The job's cancel flag was set; the work stopped between two results."""
+__all__ = ["JobCancelled", "JobFailed", "JobOutcome", "describe_failure", "main", "run_job"]
 
 
-class JobFailed(Exception):
-    """The job cannot go on; the message says what to fix."""
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended.
+
+    Attributes:
+        status: 'done', 'cancelled' or 'failed', as written to the job row.
+        message: One line for people; for a failure, what to fix.
+        abandoned: Work was still running in worker processes or threads when
+            the job ended; the caller should end its process (`os._exit`)
+            rather than wait for that work.
+    """
+
+    status: str
+    message: str = ""
+    abandoned: bool = False
 
 
-def run_job(store, job_id: int, progress_stream=None) -> str:
-    """Run a job that `create_job` queued and return its final status.
+def run_job(store, job_id: int, progress_stream=None, stop_signal: threading.Event | None = None) -> JobOutcome:
+    """Run a job that `create_job` queued, and record how it ended.
 
     Args:
         store: An open, writable `store.Store`.
         job_id: The queued job.
         progress_stream: Where a search prints its progress line (e.g.
             sys.stderr); None prints nothing.
+        stop_signal: An event that a signal handler sets to stop the job like
+            a cancel request.
 
     Returns:
-        'done', 'cancelled' or 'failed'. The job's row is updated to match, and
-        for 'failed' its error field says what went wrong and what to fix.
+        The outcome. The job's row says the same, and for 'failed' its error
+        field holds the message, the layer and ratio of a failed evaluation, and
+        the traceback.
     """
     from store import StoreError
 
@@ -56,9 +73,10 @@ def run_job(store, job_id: int, progress_stream=None) -> str:
         job = store.job(job_id)
         if job.status == "cancelled":
             log.info("job %d was cancelled before it started", job_id)
-            return "cancelled"
+            return JobOutcome("cancelled", "Cancelled before it started.")
         raise
     log.info("job %d (%s) of project %r started, pid %d", job.id, job.kind, job.project, os.getpid())
+    abandoned = False
     try:
         if job.kind == "analyse":
             from workbench.jobs.analyse import run_analyse_job
@@ -67,45 +85,71 @@ def run_job(store, job_id: int, progress_stream=None) -> str:
         elif job.kind == "search":
             from workbench.jobs.search import run_search_job
 
-            run_search_job(store, job, progress_stream)
+            abandoned = run_search_job(store, job, progress_stream, stop_signal).abandoned
         elif job.kind == "export":
             from workbench.export import run_export_job
 
             run_export_job(store, job, job.options)
         else:
             raise JobFailed(f"Unknown job kind {job.kind!r}; expected analyse, search or export.")
-    except JobCancelled:
-        log.info("job %d cancelled", job.id)
+    except JobCancelled as cancelled:
+        log.info("job %d cancelled: %s", job.id, cancelled)
         store.finish_job(job.id, "cancelled")
-        return "cancelled"
+        return JobOutcome("cancelled", str(cancelled), cancelled.abandoned)
     except Exception as error:
         text = describe_failure(error)
         log.error("job %d failed: %s", job.id, text)
         store.fail_job(job.id, text)
-        return "failed"
+        return JobOutcome("failed", str(error), getattr(error, "abandoned", False))
     store.finish_job(job.id, "done")
     log.info("job %d done", job.id)
-    return "done"
+    return JobOutcome("done", "", abandoned)
 
 
 def describe_failure(error: BaseException) -> str:
-    """Return the error text stored in a failed job: message, layer and ratio when known, and traceback."""
+    """Return the error text of a failed job: the message, the task of a failed evaluation, and a traceback."""
     from workbench.evaluation import EvaluationError
 
     lines = [str(error) or type(error).__name__]
     if isinstance(error, EvaluationError):
         from workbench.selection import format_ratio
 
-        where = "baseline" if error.layer is None else f"layer {error.layer}, ratio {format_ratio(error.ratio)}"
-        lines.append(f"Task: {where}.")
+        where = "the baseline" if error.layer is None else f"layer {error.layer}, ratio {format_ratio(error.ratio)}"
+        lines.append(f"Failed task: {where}.")
         if error.details:
-            lines.append("")
-            lines.append("Evaluator traceback:")
-            lines.append(error.details.rstrip())
-    elif not isinstance(error, (JobFailed,)):
-        lines.append("")
-        lines.append("".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip())
+            lines += ["", "Evaluator traceback:", error.details.rstrip()]
+    elif isinstance(error, JobFailed):
+        cause = error.__cause__
+        if cause is not None:
+            lines += ["", "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)).rstrip()]
+    else:
+        lines += ["", "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()]
     return "\n".join(lines)
+
+
+def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)) -> None:
+    """Make the given signals set `stop_signal`, so the job stops like a cancel request.
+
+    A second signal raises KeyboardInterrupt, for a user who does not want to
+    wait. Must be called from the main thread.
+    """
+
+    def handle(signum, frame):
+        if stop_signal.is_set():
+            raise KeyboardInterrupt
+        log.info("received %s; stopping the job", signal.Signals(signum).name)
+        stop_signal.set()
+
+    for signum in signals:
+        signal.signal(signum, handle)
+
+
+def end_process(code: int) -> None:
+    """Exit at once, without waiting for worker processes or threads still at work."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    stop_signal = threading.Event()
+    install_stop_handler(stop_signal)
 
     from store import open_store
 
     with open_store(args.store) as store:
-        status = run_job(store, args.job, progress_stream=sys.stderr)
-    return EXIT_DONE if status in ("done", "cancelled") else EXIT_FAILED
+        outcome = run_job(store, args.job, progress_stream=sys.stderr, stop_signal=stop_signal)
+    code = EXIT_FAILED if outcome.status == "failed" else EXIT_DONE
+    if outcome.abandoned:
+        end_process(code)
+    return code
 
 
 if __name__ == "__main__":
