@@ -35,6 +35,8 @@ class StoreBase:
         self._savepoints = 0
         # Parsed layer records by (project id, layers_revision); see ProjectsMixin.
         self._layer_cache: dict[tuple[int, int], list] = {}
+        # The last Snapshot read by QueriesMixin, by project name, with the data version it was read at.
+        self._snapshot_cache: dict[str, tuple] = {}
 
     def close(self) -> None:
         with self._lock:

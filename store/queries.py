@@ -53,15 +53,34 @@ class Snapshot:
 
 class QueriesMixin(StoreBase):
     def _snapshot(self, project: str | Project) -> Snapshot:
-        with self._read():
-            project = self._project(project)
-            return Snapshot(
-                project=project,
-                records=self._cached_layers(project),
-                scores=self._scores_for_key(project.score_key),
-                baseline=self._baseline_for_key(project.score_key),
-                current=self._current_entries(project.id),
-            )
+        """Read a project's numbers, or reuse the last read if the database has not changed since.
+
+        `PRAGMA data_version` changes when another connection commits, and
+        `total_changes` when this one writes, so an unchanged pair means the
+        cached snapshot is still current. The app calls layer_table and summary
+        on every refresh, and most refreshes find nothing new.
+        """
+        name = project.name if isinstance(project, Project) else project
+        with self._lock:
+            version = None
+            if self._transaction_kind is None:
+                version = (self._conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes)
+                cached = self._snapshot_cache.get(name)
+                if cached is not None and cached[0] == version:
+                    return cached[1]
+            with self._read():
+                current_project = self._project(project)
+                snapshot = Snapshot(
+                    project=current_project,
+                    records=self._cached_layers(current_project),
+                    scores=self._scores_for_key(current_project.score_key),
+                    baseline=self._baseline_for_key(current_project.score_key),
+                    current=self._current_entries(current_project.id),
+                )
+            if version is not None:
+                # Read before the snapshot, so a commit in between only causes an extra reread.
+                self._snapshot_cache = {name: (version, snapshot)}
+            return snapshot
 
     def layer_table(self, project: str | Project) -> list[LayerRow]:
         """Return one `LayerRow` per layer of the project, in model order.

@@ -221,3 +221,31 @@ def test_summary_previews_without_storing(store):
     assert current.compressed_layers == 0
     assert current.mac_ratio == 1.0
     assert store.selection_history("demo") == []
+
+
+def test_queries_see_other_connection_writes(tmp_path):
+    path = tmp_path / "store.db"
+    with open_store(path) as writer, open_store(path, readonly=True) as reader:
+        project = create_synthetic_project(writer, "demo", 2, with_scores=False, baseline=None)
+        assert reader.layer_table("demo")[0].scores == {}
+        assert reader.summary("demo").baseline is None
+
+        writer.put_score(project.score_key, FIRST, "0.5", 0.7)
+        assert reader.layer_table("demo")[0].scores == {D("0.5"): 0.7}
+        writer.put_baseline(project.score_key, 0.8)
+        assert reader.summary("demo").baseline == 0.8
+        writer.set_layer_ratio("demo", FIRST, "0.5")
+        assert reader.layer_table("demo")[0].ratio == D("0.5")
+        assert reader.summary("demo").compressed_layers == 1
+        writer.undo("demo")
+        assert reader.summary("demo").compressed_layers == 0
+        writer.update_project("demo", target="0.3")
+        assert reader.summary("demo").target == D("0.3")
+
+
+def test_queries_see_own_writes(store):
+    create_synthetic_project(store, "demo", 2)
+    assert store.summary("demo").compressed_layers == 0
+    store.set_layer_ratio("demo", FIRST, "0.5")
+    assert store.summary("demo").compressed_layers == 1
+    assert store.layer_table("demo")[0].ratio == D("0.5")
