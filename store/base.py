@@ -76,6 +76,7 @@ class StoreBase:
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                self._forget_cached_reads()
                 raise
             finally:
                 self._transaction_kind = None
@@ -90,9 +91,19 @@ class StoreBase:
             if self._conn.in_transaction:
                 self._conn.execute(f"ROLLBACK TO {name}")
                 self._conn.execute(f"RELEASE {name}")
+            self._forget_cached_reads()
             raise
         else:
             self._conn.execute(f"RELEASE {name}")
+
+    def _forget_cached_reads(self) -> None:
+        """Drop what was cached from rows that a rollback has just removed.
+
+        A layer cache entry read inside a rolled-back `set_layers` is keyed by a
+        layers_revision that another process may later commit with other layers.
+        """
+        self._layer_cache = {}
+        self._snapshot_cache = {}
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[None]:

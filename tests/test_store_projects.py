@@ -205,3 +205,17 @@ def test_layer_cache_sees_other_connection(tmp_path):
         writer.set_layers("demo", synthetic_layers(5))
         assert len(reader.layers("demo")) == 5
         assert len(reader.layer_table("demo")) == 5
+
+
+def test_rolled_back_layers_not_cached(tmp_path):
+    path = tmp_path / "store.db"
+    with open_store(path) as first, open_store(path) as second:
+        create_synthetic_project(first, "demo", 2)
+        with pytest.raises(RuntimeError, match="abandon"):
+            with first.transaction():
+                first.set_layers("demo", synthetic_layers(3))
+                assert len(first.layers("demo")) == 3
+                raise RuntimeError("abandon the change")
+        assert len(second.layers("demo")) == 2
+        second.set_layers("demo", synthetic_layers(5))  # commits the revision that was rolled back
+        assert len(first.layers("demo")) == 5
