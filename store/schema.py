@@ -10,14 +10,17 @@ a newer svd-workbench.
 
 To change the schema, append a migration that ends by setting user_version to
 its number; never edit a migration that has been released.
+
+Needs sqlite-utils 4.0 or later, the first release with `Migrations` and with
+nested transactions (`Database.atomic()`), which let its writes join the
+store's own BEGIN IMMEDIATE transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from sqlite_utils import Database, Migrations
 
 MIGRATION_SET = "svd_workbench_store"
 MIGRATIONS = Migrations(MIGRATION_SET)
