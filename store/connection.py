@@ -172,10 +172,22 @@ def probe(path: Path) -> tuple[sqlite3.Connection, int]:
             raise
         if version > SCHEMA_VERSION:
             raise newer_version_error(path, version)
+        if version == 0:
+            check_no_foreign_tables(conn, path)
     except BaseException:
         conn.close()
         raise
     return conn, version
+
+
+def check_no_foreign_tables(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise StoreError for an SQLite file that has tables but no store schema, e.g. another program's database."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")]
+    if tables:
+        raise StoreError(
+            f"'{path}' is an SQLite database of another program (tables {', '.join(tables)}), not an "
+            "svd-workbench store; it was not changed. Choose another store path."
+        )
 
 
 def open_connection(path: Path, readonly: bool) -> sqlite3.Connection:

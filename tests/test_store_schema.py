@@ -149,6 +149,18 @@ def test_damaged_pages_rejected_unchanged(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_foreign_database_rejected_unchanged(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="another program \\(tables invoices\\)"):
+        open_store(path)
+    assert path.read_bytes() == before
+
+
 def test_readonly_missing_store_raises(tmp_path):
     path = tmp_path / "missing" / "store.db"
     with pytest.raises(StoreError, match="Store not found"):
