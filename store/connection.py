@@ -18,7 +18,8 @@ STORE_ENV = "SVD_WORKBENCH_STORE"
 STORE_FILENAME = "store.db"
 
 # How long a statement waits for another connection's lock before failing with
-# "database is locked". Write transactions are short, so 10 s covers a slow disk.
+# "database is locked". Store write transactions take milliseconds, so 10 s
+# leaves a wide margin.
 BUSY_TIMEOUT_MS = 10_000
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -237,7 +238,7 @@ def open_connection(path: Path, readonly: bool) -> sqlite3.Connection:
         enable_wal(conn, path)
         # In WAL mode, synchronous=NORMAL loses no committed transaction when a
         # process crashes; only an operating system crash or power cut can roll back
-        # the latest commits.
+        # the latest commits (SQLite documentation of PRAGMA synchronous).
         conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             migrate(conn, path)
