@@ -1,0 +1,37 @@
+"""The svd-workbench terminal app (Textual).
+
+`run_app` is what `svd-workbench` without a command calls. The app reads the
+store and starts job processes; it never imports TensorFlow, so it paints at
+once, and a test checks that. Layout: `app.py` (the App), `screens/`,
+`widgets/`, `dialogs/`, and `data/` (store access and pure helpers, free of
+Textual).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def run_app(store_path: str | Path, project: str | None = None) -> int:
+    """Run the terminal app on a store file until the user quits; return the exit status.
+
+    Returns:
+        0 after a normal quit or a hang-up, 1 if the store cannot be opened
+        (the message goes to stderr).
+    """
+    from store.errors import StoreError
+
+    from workbench.tui.app import WorkbenchApp
+
+    app = WorkbenchApp(store_path, project=project)
+    try:
+        app.backend.open()
+    except StoreError as error:
+        print(f"svd-workbench: error: {error}", file=sys.stderr)
+        return 1
+    app.run()
+    return app.return_code or 0
+
+
+__all__ = ["run_app"]
