@@ -127,11 +127,14 @@ def describe_failure(error: BaseException) -> str:
     return "\n".join(lines)
 
 
-def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)) -> None:
+def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)) -> dict:
     """Make the given signals set `stop_signal`, so the job stops like a cancel request.
 
     A second signal raises KeyboardInterrupt, for a user who does not want to
     wait. Must be called from the main thread.
+
+    Returns:
+        The previous handler of each signal, for `signal.signal` to restore.
     """
 
     def handle(signum, frame):
@@ -140,8 +143,7 @@ def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)
         log.info("received %s; stopping the job", signal.Signals(signum).name)
         stop_signal.set()
 
-    for signum in signals:
-        signal.signal(signum, handle)
+    return {signum: signal.signal(signum, handle) for signum in signals}
 
 
 def end_process(code: int) -> None:

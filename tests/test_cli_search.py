@@ -1,0 +1,289 @@
+"""The project and search commands, run in this process on tiny models and real stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from store import open_store
+from test_jobs_support import (
+    FAILING_EVALUATOR,
+    make_project,
+    run_cli,
+    save_npz,
+    save_tiny_model,
+    write_evaluator,
+)
+from workbench.cli import build_parser
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras")
+
+
+@pytest.fixture
+def npz_file(tmp_path):
+    return save_npz(tmp_path / "eval.npz")
+
+
+def init_args(store_path, model, evaluator, *extra):
+    return ("--store", store_path, "init", "p", "--model", model, "--evaluator", evaluator, *extra)
+
+
+def test_init_fills_layers_and_settings(tmp_path, capsys, model_file, npz_file):
+    code, out, err = run_cli(
+        capsys,
+        *init_args(tmp_path / "s.db", model_file, f"accuracy:{npz_file}"),
+        "--metric", "memory", "--target", "0.4", "--candidates", "5", "--multiplicity", "2",
+        "--ignore", "conv1", "--eval-iterations", "3",
+    )
+    assert code == 0, err
+    assert "Created project 'p'" in out
+    assert "2 compressible" in out
+    with open_store(tmp_path / "s.db", readonly=True) as store:
+        project = store.get_project("p")
+        layers = store.layers("p")
+        missing = store.missing_tasks("p")
+    assert [layer.name for layer in layers] == ["conv1", "conv2", "head"]
+    assert (project.metric, str(project.target), project.candidates, project.multiplicity) == ("memory", "0.4", 5, 2)
+    assert project.ignored == ("conv1",)
+    assert project.eval_iterations == 3
+    assert project.evaluator_spec == f"accuracy:{npz_file}"
+    assert "iterations=3" in project.evaluator_key
+    assert len(missing) == 4  # conv2 at 1/5 .. 4/5; conv1 is ignored
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--target", "1.5", "argument --target: expected a cost ratio in (0, 1]"),
+        ("--target", "zero", "argument --target: expected a cost ratio in (0, 1]"),
+        ("--candidates", "1", "argument --candidates: expected an integer of at least 2"),
+        ("--multiplicity", "0", "argument --multiplicity: expected a positive integer"),
+        ("--eval-iterations", "-3", "argument --eval-iterations: expected a positive integer"),
+        ("--metric", "flops", "argument --metric: invalid choice: 'flops'"),
+    ],
+)
+def test_init_rejects_bad_option(tmp_path, capsys, model_file, npz_file, option, value, expected):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(
+            ["init", "p", "--model", str(model_file), "--evaluator", f"accuracy:{npz_file}", option, value]
+        )
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_init_names_unknown_ignored_layers(tmp_path, capsys, model_file, npz_file):
+    code, out, err = run_cli(
+        capsys, *init_args(tmp_path / "s.db", model_file, f"accuracy:{npz_file}"), "--ignore", "conv1", "conv9", "head2"
+    )
+    assert code == 2
+    assert "['conv9', 'head2']" in err
+    assert "conv1" not in err.split("Compressible layers")[0]
+    with open_store(tmp_path / "s.db", readonly=True) as store:
+        assert store.list_projects() == []
+
+
+def test_init_model_file_errors(tmp_path, capsys, npz_file):
+    evaluator = f"accuracy:{npz_file}"
+    code, out, err = run_cli(capsys, *init_args(tmp_path / "s.db", tmp_path / "absent.keras", evaluator))
+    assert code == 1
+    assert "Model file not found" in err
+
+    text_file = tmp_path / "notes.keras"
+    text_file.write_text("not a model")
+    code, out, err = run_cli(capsys, *init_args(tmp_path / "s.db", text_file, evaluator))
+    assert code == 1
+    assert "is not a Keras model file" in err
+
+    archive = tmp_path / "archive.keras"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("readme.txt", "hello")
+    code, out, err = run_cli(capsys, *init_args(tmp_path / "s.db", archive, evaluator))
+    assert code == 1
+    assert "without config.json" in err
+
+    code, out, err = run_cli(capsys, *init_args(tmp_path / "s.db", tmp_path, evaluator))
+    assert code == 1
+    assert "is a folder" in err
+
+
+def test_init_evaluator_errors(tmp_path, capsys, model_file):
+    store_path = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, *init_args(store_path, model_file, f"accuracy:{tmp_path / 'none.npz'}"))
+    assert code == 1
+    assert "npz file not found" in err
+
+    code, out, err = run_cli(capsys, *init_args(store_path, model_file, "no_such_package.metrics:score"))
+    assert code == 1
+    assert "module 'no_such_package' not found" in err
+
+    source = write_evaluator(tmp_path / "wrong.py", "def score(model):\n    return 1.0\n")
+    code, out, err = run_cli(capsys, *init_args(store_path, model_file, f"{source}:score"))
+    assert code == 1
+    assert f"{source}:score" in err
+    assert "expected f(model, iterations)" in err
+
+
+def test_init_rejects_taken_name(tmp_path, capsys, model_file, npz_file):
+    store_path = tmp_path / "s.db"
+    assert run_cli(capsys, *init_args(store_path, model_file, f"accuracy:{npz_file}"))[0] == 0
+    code, out, err = run_cli(capsys, *init_args(store_path, model_file, f"accuracy:{npz_file}"))
+    assert code == 1
+    assert "already exists" in err
+
+
+def test_search_list_show_select_set(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    code, out, err = run_cli(capsys, "--store", store_path, "list")
+    assert code == 0
+    assert "tiny" in out
+
+    code, out, err = run_cli(capsys, "search", "tiny", "--store", store_path)
+    assert code == 0, err
+    assert "Every score of project 'tiny' is cached" in out
+    assert "7/7" in err
+
+    code, out, err = run_cli(capsys, "search", "tiny", "--store", store_path)
+    assert code == 0, err
+    assert "nothing to compute" in err
+
+    code, out, err = run_cli(capsys, "--store", store_path, "status", "tiny", "--json")
+    report = json.loads(out)
+    assert report["missing_scores"] == 0
+    assert (report["job"]["status"], report["job"]["done"], report["job"]["total"]) == ("done", 0, 0)
+
+    code, out, err = run_cli(capsys, "--store", store_path, "select", "tiny", "--target", "0.6")
+    assert code == 0, err
+    assert "Target 0.6, achieved mac ratio" in out
+    achieved = float(out.split("achieved mac ratio ")[1].split()[0])
+    assert achieved <= 0.6
+
+    code, out, err = run_cli(capsys, "--store", store_path, "select", "tiny", "--target", "0.01")
+    assert code == 0
+    assert "warning: target not reached" in err
+
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "tiny", "conv2", "0.5")
+    assert code == 0, err
+    assert "conv2: ratio 0.5, rank 6/24" in out
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "tiny", "conv2", "none")
+    assert code == 0
+    assert "uncompressed" in out
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "tiny", "head", "0.5")
+    assert code == 2
+    assert "cannot be compressed" in err
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "tiny", "conv2", "2")
+    assert code == 2
+
+    code, out, err = run_cli(capsys, "--store", store_path, "show", "tiny", "--json")
+    shown = json.loads(out)
+    assert [layer["name"] for layer in shown["layers"]] == ["conv1", "conv2", "head"]
+    assert shown["summary"]["missing_scores"] == 0
+    code, out, err = run_cli(capsys, "--store", store_path, "show", "tiny")
+    assert "not compressible" in out
+
+
+def test_scores_export_import_round_trip(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    assert run_cli(capsys, "--store", store_path, "search", "tiny")[0] == 0
+    exported = tmp_path / "scores.json"
+    code, out, err = run_cli(capsys, "--store", store_path, "scores", "export", "tiny", exported)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "--store", store_path, "scores", "export", "tiny", exported)
+    assert code == 1
+    assert "already exists" in err
+
+    other_store = tmp_path / "other.db"
+    code, out, err = run_cli(
+        capsys, "--store", other_store, "init", "copy", "--model", tmp_path / "tiny.keras",
+        "--evaluator", f"accuracy:{save_npz(tmp_path / 'eval.npz')}", "--candidates", "4",
+    )
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "scores", "import", "copy", exported, "--store", other_store)
+    assert code == 0, err
+    assert "6 added" in out
+    with open_store(store_path, readonly=True) as first, open_store(other_store, readonly=True) as second:
+        assert second.scores("copy") == first.scores("tiny")
+        assert second.missing_tasks("copy") == []
+
+
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_failing_evaluator_stops_search(tmp_path, capsys, monkeypatch, failure):
+    evaluator = write_evaluator(tmp_path / "failing.py", FAILING_EVALUATOR)
+    store_path = make_project(tmp_path, capsys, evaluator=f"{evaluator}:evaluate")
+    monkeypatch.setenv("SVDW_TEST_FAILURE", failure)
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny")
+    assert code == 1
+    assert "layer 'conv2' at ratio 0.25" in err
+    assert "svd-workbench search tiny" in err
+    with open_store(store_path, readonly=True) as store:
+        job = store.jobs("tiny")[0]
+        scores = store.scores("tiny")
+        baseline = store.baseline("tiny")
+    assert job.status == "failed"
+    assert "Failed task: layer conv2, ratio 0.25." in job.error
+    if failure == "raise":
+        assert "Traceback" in job.error
+        assert "ValueError: the test evaluator rejects layer conv2" in job.error
+    else:
+        assert "finite" in job.error
+    # The baseline and conv1's three candidates ran before conv2 and are kept.
+    assert baseline is not None
+    assert sorted(scores) == ["conv1"]
+    assert len(scores["conv1"]) == 3
+    assert job.done == 4
+
+    code, out, err = run_cli(capsys, "--store", store_path, "status", "tiny")
+    assert "failed" in out
+    assert "conv2" in out
+
+
+def test_search_option_errors(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny", "--backend", "dask")
+    assert code == 2
+    assert "--scheduler" in err
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny", "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 2
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "nothere")
+    assert code == 1
+    assert "Project 'nothere' not found" in err
+    code, out, err = run_cli(capsys, "--store", store_path, "cancel", "tiny")
+    assert code == 0
+    assert "no queued or running job" in out
+
+
+def test_help_names_units(capsys):
+    expectations = {
+        "init": ["compressed cost over original cost", "100 images per iteration", "multiple of M", "i/N"],
+        "search": ["worker processes", "tcp://", "background job"],
+        "select": ["compressed cost over original cost"],
+        "set": ["'none'"],
+        "status": ["--json"],
+        "cancel": ["seconds"],
+    }
+    for command, phrases in expectations.items():
+        with pytest.raises(SystemExit) as exited:
+            build_parser().parse_args([command, "--help"])
+        assert exited.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for phrase in phrases:
+            assert phrase in text, (command, phrase)
+
+
+def test_cli_modules_do_not_import_tensorflow(tmp_path):
+    code = (
+        "import sys\n"
+        "from workbench.cli import main\n"
+        "import workbench.jobs, workbench.jobs.search, workbench.jobs.status, workbench.evaluators\n"
+        f"assert main(['--store', {str(tmp_path / 's.db')!r}, 'list']) == 0\n"
+        "loaded = [name for name in ('tensorflow', 'keras', 'joblib') if name in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
