@@ -5,13 +5,13 @@ Neither imports TensorFlow until its handler runs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 from workbench.cli import common
+from workbench.cli.project_commands import candidate_count, positive_int
 
 DEMO_PROJECT = "demo"
 DEMO_TARGET = Decimal("0.5")
@@ -59,14 +59,14 @@ def register(subparsers) -> None:
     )
     demo.add_argument(
         "--candidates",
-        type=positive_int(2),
+        type=candidate_count,
         default=DEMO_CANDIDATES,
         metavar="N",
         help=f"number of candidate ratios per layer: the ratios i/N for i = 1 .. N-1 (default: {DEMO_CANDIDATES}, at least 2)",
     )
     demo.add_argument(
         "--jobs",
-        type=positive_int(1),
+        type=positive_int,
         default=1,
         metavar="N",
         help="worker processes that evaluate candidates in parallel (default: 1)",
@@ -84,25 +84,13 @@ def register(subparsers) -> None:
     demo.add_argument(
         "--force",
         action="store_true",
-        help=f"replace the output file if it exists (default: keep it; with the default output, write a numbered name)",
+        help=(
+            "replace the output file if it exists (default: never replace it; the default output then "
+            "moves to the next numbered name)"
+        ),
     )
     common.add_store_option(demo)
     demo.set_defaults(handler=run_demo_command)
-
-
-def positive_int(minimum: int):
-    """Return an argparse type that accepts integers of at least `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer of at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def open_writable_store(args):
@@ -117,16 +105,20 @@ def open_writable_store(args):
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions whose message is the whole story: printed as one line, exit status 1."""
+    """Return the exception types whose message is the whole story: printed as one line, exit status 1."""
     from store import StoreError
-    from workbench.evaluation import EvaluationError
     from workbench.evaluators import EvaluatorSpecError
     from workbench.export import ExportError
-
     from workbench.jobs.analyse import ModelFileError
     from workbench.jobs.errors import JobFailed
 
-    return (ExportError, StoreError, EvaluatorSpecError, EvaluationError, ModelFileError, JobFailed)
+    errors: tuple[type[BaseException], ...] = (ExportError, StoreError, EvaluatorSpecError, ModelFileError, JobFailed)
+    # workbench.evaluation imports TensorFlow. If nothing imported it, nothing
+    # raised its error, and an early failure need not wait for TensorFlow to load.
+    evaluation = sys.modules.get("workbench.evaluation")
+    if evaluation is not None:
+        errors += (evaluation.EvaluationError,)
+    return errors
 
 
 def step(message: str) -> None:
