@@ -20,8 +20,6 @@ from test_jobs_support import (
 )
 from workbench.jobs import launch_job
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def job_row(store_path, job_id):
     with open_store(store_path, readonly=True) as store:

@@ -47,7 +47,7 @@ ORIGINAL = {}
 
 
 def evaluate(model, iterations):
-    kernel = np.asarray(model.get_layer("conv2").kernel)
+    kernel = model.get_layer("conv2").kernel.numpy()
     if not ORIGINAL:
         ORIGINAL["conv2"] = kernel.copy()
     elif not np.array_equal(kernel, ORIGINAL["conv2"]):

@@ -254,8 +254,15 @@ def array_shape(data, name: str) -> tuple[int, ...]:
 
 
 def import_file(path: Path):
-    """Import a Python file as a module named after its path, without touching sys.path."""
-    module_name = "svd_workbench_evaluator_" + "".join(c if c.isalnum() else "_" for c in str(path))
+    """Import a Python file as a module named after its content's sha256, without touching sys.path.
+
+    A long-lived process (a Dask worker, a reused loky worker) that meets an
+    edited file imports it again instead of reusing the old module.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    module_name = f"svd_workbench_evaluator_{path.stem if path.stem.isidentifier() else 'file'}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -291,6 +298,8 @@ def load_function(spec: EvaluatorSpec) -> Callable:
                 f"Evaluator spec {spec.text!r}: importing '{path}' raised {type(error).__name__}: {error}"
             ) from error
     elif spec.form == "module":
+        # NOTE: a process that imported the module before keeps its code even if
+        # the file changed since; job processes are fresh, long-lived Dask workers are not.
         try:
             module = importlib.import_module(spec.target)
         except ModuleNotFoundError as error:
@@ -313,9 +322,9 @@ def load_function(spec: EvaluatorSpec) -> Callable:
             f"Callables defined there: {public[:10] or 'none'}."
         )
     try:
-        check_evaluator_signature(function, f"evaluator {spec.text!r}")
+        check_evaluator_signature(function, "evaluator")
     except TypeError as error:
-        raise EvaluatorSpecError(str(error)) from None
+        raise EvaluatorSpecError(f"Evaluator spec {spec.text!r}: {error}") from None
     return function
 
 
