@@ -1,12 +1,17 @@
 """Rebuild a model with chosen Conv2D layers split into vertical and horizontal pairs.
 
-The rebuild edits the model's serialized config: each chosen layer's entry becomes
-two entries, `<name>_v` (a (kh, 1) conv to r channels, no bias, linear) and
-`<name>_h` (a (1, kw) conv to the original channels, with the original bias and
-activation), and every reference to the old layer in the same graph points to
-`<name>_h`. The model is deserialized from that config, which keeps Sequential
-models Sequential and nested sub-models nested, and then every other layer's
-weights are copied across by path. The input model is not modified.
+The rebuild edits the model's serialized config. Each chosen layer's entry becomes
+two entries: `<name>_v`, a (kh, 1) conv to r channels with no bias and a linear
+activation, and `<name>_h`, a (1, kw) conv to the original channels with the
+original bias and activation. Every reference to the old layer in the same graph
+then points to `<name>_h`. A layer that is an output of its graph (listed in a
+Functional model's outputs, or the last layer of a Sequential model) gives its
+name to the horizontal conv instead, so the model's output names, and a compiled
+loss keyed by them, stay valid.
+
+The model is deserialized from that config, which keeps Sequential models
+Sequential and nested sub-models nested. Then every other layer's weights are
+copied across by path. The input model is not modified.
 """
 
 from __future__ import annotations
@@ -125,6 +130,21 @@ def _rename_history(value, old: str, new: str):
     return value
 
 
+def _referenced_layers(value) -> set[str]:
+    """Return the layer names in a Functional config's `output_layers` value.
+
+    The value is one [layer_name, node_index, tensor_index] triple, or a list or
+    dict of them.
+    """
+    if isinstance(value, dict):
+        return set().union(*(_referenced_layers(item) for item in value.values()))
+    if isinstance(value, (list, tuple)):
+        if len(value) == 3 and isinstance(value[0], str) and isinstance(value[1], int):
+            return {value[0]}
+        return set().union(*(_referenced_layers(item) for item in value))
+    return set()
+
+
 def _edit_graph_config(serialized: dict, prefix: str, ranks: Mapping[str, int], done: dict) -> dict:
     """Return a copy of a serialized Functional/Sequential model with layers split."""
     serialized = copy.deepcopy(serialized)
@@ -132,6 +152,10 @@ def _edit_graph_config(serialized: dict, prefix: str, ranks: Mapping[str, int], 
     entries = config["layers"]
     is_functional = serialized["class_name"] == "Functional"
     taken = {entry["config"]["name"] for entry in entries}
+    if is_functional:
+        output_names = _referenced_layers(config["output_layers"])
+    else:
+        output_names = {entries[-1]["config"]["name"]} if entries else set()
     new_entries = []
     renames: list[tuple[str, str]] = []
     for entry in entries:
@@ -144,7 +168,10 @@ def _edit_graph_config(serialized: dict, prefix: str, ranks: Mapping[str, int], 
             new_entries.append(entry)
             continue
         vertical_name = _unique_name(name + VERTICAL_SUFFIX, taken)
-        horizontal_name = _unique_name(name + HORIZONTAL_SUFFIX, taken)
+        if name in output_names:
+            horizontal_name = name
+        else:
+            horizontal_name = _unique_name(name + HORIZONTAL_SUFFIX, taken)
         vertical_config, horizontal_config = _pair_configs(entry["config"], ranks[path], vertical_name, horizontal_name)
         vertical = {key: value for key, value in entry.items() if key != "build_config"}
         horizontal = {key: value for key, value in entry.items() if key != "build_config"}
@@ -152,7 +179,8 @@ def _edit_graph_config(serialized: dict, prefix: str, ranks: Mapping[str, int], 
         if is_functional:
             vertical["name"], horizontal["name"] = vertical_name, horizontal_name
             horizontal["inbound_nodes"] = _point_inbound_at(copy.deepcopy(entry["inbound_nodes"]), vertical_name)
-            renames.append((name, horizontal_name))
+            if horizontal_name != name:
+                renames.append((name, horizontal_name))
         new_entries.extend([vertical, horizontal])
         done[path] = (prefix + vertical_name, prefix + horizontal_name)
     for old, new in renames:
@@ -196,7 +224,15 @@ def rebuild_model(model, ranks: Mapping[str, int], svds: Mapping[str, LayerSVD] 
     factors = {}
     for path, rank in ranks.items():
         check_split_target(by_name, path, model.name)
-        svd = (svds or {}).get(path) or LayerSVD(old_layers[path].kernel.numpy())
+        kernel_shape = tuple(old_layers[path].kernel.shape)
+        svd = (svds or {}).get(path)
+        if svd is None:
+            svd = LayerSVD(old_layers[path].kernel.numpy())
+        elif tuple(svd.shape) != kernel_shape:
+            raise ValueError(
+                f"The SVD given for layer '{path}' is of a kernel of shape {tuple(svd.shape)}, "
+                f"but the layer's kernel has shape {kernel_shape}. Compute it from this model's layer."
+            )
         factors[path] = svd.factor_kernels(rank)
 
     serialized = keras.saving.serialize_keras_object(model)
