@@ -239,6 +239,14 @@ def describe_layer(path: str, layer, node_ids: set[int] | None = None) -> LayerR
             record.reason = "1x1 kernel: nothing to split spatially"
         elif kernel_h == 1 or kernel_w == 1:
             record.reason = f"{kernel_h}x{kernel_w} kernel: already one-dimensional, nothing to split"
+        elif type(layer) is not keras.layers.Conv2D:
+            # Substitution and the split pair are shown to agree only for Conv2D's own call.
+            record.reason = (
+                f"subclass of Conv2D ({type(layer).__name__}): its call may differ from Conv2D's, "
+                "so the split pair could compute something else"
+            )
+        elif getattr(layer, "lora_enabled", False):
+            record.reason = "LoRA is enabled: merge the LoRA weights into the kernel (or disable LoRA) first"
         elif record.call_sites > 1:
             record.reason = f"shared by {record.call_sites} call sites: splitting it would change every call"
         elif not (in_spatial and out_spatial) or None in in_spatial + out_spatial:

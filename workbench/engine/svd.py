@@ -86,6 +86,7 @@ def substituted_kernel(layer, kernel: np.ndarray):
     through, so a failing evaluator never leaves a truncated kernel behind.
     """
     original = layer.kernel.numpy()
+    kernel = np.asarray(kernel)
     if tuple(kernel.shape) != tuple(original.shape):
         raise ValueError(
             f"Kernel shape {tuple(kernel.shape)} does not match layer '{layer.name}' kernel shape {tuple(original.shape)}."
