@@ -70,3 +70,15 @@ def screen_text(app) -> str:
 def run(coroutine):
     """Run an async test body; the suite has no asyncio plugin."""
     return asyncio.run(coroutine)
+
+
+async def wait_until(pilot, condition, what: str, timeout: float = 15.0) -> None:
+    """Let the app run until `condition()` is true, then one more frame; fail naming `what` after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
+        await pilot.pause(0.05)
+    await pilot.pause()

@@ -84,32 +84,49 @@ class Backend:
         self._reader: Store | None = None
         self._writer: Store | None = None
         self._version_conn: sqlite3.Connection | None = None
-        self._version_lock = threading.Lock()
+        self._version_lock = threading.RLock()
+        self._closed = False
         self._undo: dict[str, list[UndoStep]] = {}
 
     # Connections ------------------------------------------------------------
 
     def open(self) -> None:
-        """Create or migrate the store, then open the read-only connection for polling.
+        """Create or migrate the store, then open the read-only connections for polling.
 
         Raises:
-            StoreError: (and its subclasses) if the store cannot be opened.
+            StoreError: (and its subclasses) if the store cannot be opened, or
+                the backend was closed.
         """
-        if self._writer is None:
-            self._writer = open_store(self.store_path)
-        if self._reader is None:
-            self._reader = open_store(self.store_path, readonly=True)
-        if self._version_conn is None:
-            uri = "file:" + urllib.parse.quote(str(self.store_path.absolute())) + "?mode=ro"
-            self._version_conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        with self._version_lock:
+            if self._closed:
+                raise StoreError(f"The connections to the store '{self.store_path}' are closed.")
+            if self._writer is None:
+                self._writer = open_store(self.store_path)
+            if self._reader is None:
+                self._reader = open_store(self.store_path, readonly=True)
+            if self._version_conn is None:
+                uri = "file:" + urllib.parse.quote(str(self.store_path.absolute())) + "?mode=ro"
+                self._version_conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
 
     def close(self) -> None:
-        for store in (self._reader, self._writer):
-            if store is not None:
-                store.close()
-        if self._version_conn is not None:
-            self._version_conn.close()
-        self._reader = self._writer = self._version_conn = None
+        """Close every connection; later calls raise StoreError instead of reopening.
+
+        A polling thread may still be reading when the app exits: the store
+        serialises close with its reads, and the data_version connection is
+        closed under the lock that its reads take.
+        """
+        with self._version_lock:
+            self._closed = True
+            for store in (self._reader, self._writer):
+                if store is not None:
+                    store.close()
+            if self._version_conn is not None:
+                self._version_conn.close()
+            self._reader = self._writer = self._version_conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def reader(self) -> Store:
@@ -128,10 +145,15 @@ class Backend:
 
         The poller compares it between polls, so an unchanged store costs one
         pragma and no reads.
+
+        Raises:
+            StoreError: after `close`.
         """
         if self._version_conn is None:
             self.open()
         with self._version_lock:
+            if self._version_conn is None:
+                raise StoreError(f"The connections to the store '{self.store_path}' are closed.")
             return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
     # Reads ------------------------------------------------------------------

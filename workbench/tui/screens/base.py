@@ -71,6 +71,8 @@ class PollingScreen(Screen):
             self._loaded_at = time.monotonic()
             self._poll_failures = 0
         except (StoreError, sqlite3.Error) as error:
+            if self.backend.closed:
+                return  # the app is exiting
             # A locked or briefly unreadable store is retried at the next poll;
             # tell the user once, not every half second.
             self._poll_failures += 1

@@ -87,6 +87,7 @@ class ProjectScreen(PollingScreen):
         self.generation = 0
         self.plot_choice: bool | None = None  # None: by terminal height
         self._watched_exports: set[int] = set()
+        self._binding_state: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.project_name, id="title")
@@ -145,7 +146,7 @@ class ProjectScreen(PollingScreen):
         self.query_one(LayerTable).show_rows(view.rows, view.records, len(view.candidates))
         self.update_plot()
         self.watch_exports(view)
-        self.refresh_bindings()
+        self.update_bindings()
 
     def idle_hint(self, view: ProjectView) -> str:
         if not view.rows:
@@ -181,7 +182,7 @@ class ProjectScreen(PollingScreen):
     @on(DataTable.RowHighlighted, "#layers")
     def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.update_plot()
-        self.refresh_bindings()
+        self.update_bindings()
 
     @on(DataTable.RowSelected, "#layers")
     def row_selected(self, event: DataTable.RowSelected) -> None:
@@ -209,6 +210,17 @@ class ProjectScreen(PollingScreen):
         self.update_plot_visibility()
 
     # Action availability ------------------------------------------------------
+
+    def update_bindings(self) -> None:
+        """Refresh the footer only when an action became available or unavailable.
+
+        Each refresh recomposes the footer, which costs a layout pass, so a
+        cursor move between two ordinary layers must not trigger one.
+        """
+        state = tuple(self.check_action(binding.action.split("(")[0], ()) for binding in self.BINDINGS)
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         view = self.view

@@ -34,6 +34,10 @@ class ProjectsScreen(PollingScreen):
         "current selection. Score: predicted score of that selection (an estimate)."
     )
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._had_entries: bool | None = None
+
     def compose(self) -> ComposeResult:
         yield TitleBar(f"svd-workbench · projects · store {self.app.store_label}", id="title")
         yield ProjectTable(id="projects")
@@ -59,7 +63,10 @@ class ProjectsScreen(PollingScreen):
     def show_entries(self, entries) -> None:
         self.query_one(ProjectTable).show_entries(entries)
         self.query_one("#empty").display = not entries
-        self.refresh_bindings()
+        has_entries = bool(entries)
+        if has_entries != self._had_entries:
+            self._had_entries = has_entries
+            self.refresh_bindings()
 
     @property
     def highlighted(self) -> str | None:
