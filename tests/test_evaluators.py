@@ -150,10 +150,6 @@ def test_isolated_check_runs_in_child(tmp_path):
     imported_here = [name for name in sys.modules if name.startswith("svd_workbench_evaluator_isolated_check_")]
     assert imported_here == []
 
-    source.write_text("def evaluate(model, iterations):\n    return 1.0\n")
-    checked = check_evaluator(f"{source}:evaluate", isolated=True)
-    assert checked.source_file == source
-
 
 def test_accuracy_check_runs_without_tensorflow(npz_file):
     code = (

@@ -189,15 +189,16 @@ def test_loky_and_dask_give_same_scores(tmp_path, capsys):
     assert dask_baseline == loky_baseline
 
 
-def test_dask_scheduler_unreachable_fails_job(tmp_path, capsys):
+def test_dask_scheduler_unreachable_fails_job(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed")
+    monkeypatch.setattr("workbench.jobs.search.DASK_CONNECT_TIMEOUT_S", 2)
     store_path = make_project(tmp_path, capsys)
     # Port 9 (discard) on loopback: nothing listens there in the test environment.
     code, out, err = run_cli(
         capsys, "--store", store_path, "search", "tiny", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"
     )
     assert code == 1
-    assert "Cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9'" in err
+    assert "Cannot connect to the Dask scheduler at 'tcp://127.0.0.1:9' within 2 s" in err
     with open_store(store_path, readonly=True) as store:
         job = store.jobs("tiny")[0]
     assert job.status == "failed"

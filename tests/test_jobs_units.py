@@ -190,7 +190,7 @@ def test_progress_output_on_pipe_and_terminal():
     lines = pipe.getvalue().splitlines()
     assert len(lines) == 3
     assert "\r" not in pipe.getvalue()
-    assert lines[-1] == "[######------------------] 1/4   25%  1.00 eval/s  ETA 0:03"
+    assert lines[-1] == "[######------------------] 1/4   25%  ? eval/s  ETA ?"
 
     terminal = TtyBuffer()
     progress = Progress(4, stream=terminal, clock=clock)

@@ -15,11 +15,12 @@ cannot be used through the module form. A Python evaluator is called as
 returns a number, higher being better.
 
 Paths in a spec are made absolute when it is parsed, because the job process
-may start in another working directory. The evaluator key that cached scores
-are stored under combines the spec, the iterations and the sha256 of the
-evaluator's file (the npz file, the `.py` file, or the module's source file),
-so editing the evaluator or its data never reuses stale scores. Files that the
-evaluator itself imports or reads are not hashed.
+may start in another working directory. Cached scores are stored under an
+evaluator key made of the spec, the iterations and the sha256 of the
+evaluator's file: the npz file, the `.py` file, or the module's source file.
+So editing the evaluator or its data never reuses stale scores. Files that the
+evaluator itself imports or reads are not hashed, and a module spec must be
+importable in the job process (installed, or on PYTHONPATH).
 
 Checking a spec (`check_evaluator`) never imports TensorFlow in the calling
 process: the npz check reads only the array headers, and Python evaluators are
@@ -298,8 +299,8 @@ def load_function(spec: EvaluatorSpec) -> Callable:
                 f"Evaluator spec {spec.text!r}: importing '{path}' raised {type(error).__name__}: {error}"
             ) from error
     elif spec.form == "module":
-        # NOTE: a process that imported the module before keeps its code even if
-        # the file changed since; job processes are fresh, long-lived Dask workers are not.
+        # NOTE: a process that imported the module earlier keeps the old code after
+        # the file changes. Job processes start fresh, but Dask workers may live long.
         try:
             module = importlib.import_module(spec.target)
         except ModuleNotFoundError as error:

@@ -63,7 +63,7 @@ def register(subparsers) -> None:
 
     status = subparsers.add_parser(
         "status",
-        help="show a project's latest job: state, progress, rate, ETA, process, heartbeat and errors",
+        help="show a project's active job, else its latest: state, progress, rate, ETA, process, heartbeat and errors",
     )
     status.add_argument("name", metavar="NAME", help="project name")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -172,7 +172,8 @@ def status_command(args) -> int:
     with store, store_errors():
         project = store.get_project(args.name)
         jobs = store.jobs(project, limit=1)
-        report = job_report(store, jobs[0]) if jobs else None
+        job = store.active_job(project) or (jobs[0] if jobs else None)
+        report = job_report(store, job) if job else None
         missing = len(store.missing_tasks(project))
         baseline = store.baseline(project)
     if args.json:

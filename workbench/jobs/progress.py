@@ -73,7 +73,9 @@ class Progress:
         self.write = write
         self.clock = clock
         self.started = clock()
-        self.samples: collections.deque[tuple[float, int]] = collections.deque([(self.started, 0)])
+        # (time, done) at each result. The rate starts at the first result, so the
+        # workers' start-up (importing TensorFlow, loading the model) does not count.
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
         self.is_tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self._written = (None, -1)  # (time, done) of the last store write
         self._printed_at: float | None = None
@@ -87,7 +89,9 @@ class Progress:
             self.samples.popleft()
 
     def rate(self) -> float | None:
-        """Finished tasks per second over the last RATE_WINDOW_S seconds; None before the first result."""
+        """Finished tasks per second over the last RATE_WINDOW_S seconds; None before the second result."""
+        if len(self.samples) < 2:
+            return None
         (first_time, first_done), (last_time, last_done) = self.samples[0], self.samples[-1]
         if last_done == first_done or last_time <= first_time:
             return None

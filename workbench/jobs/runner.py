@@ -61,7 +61,7 @@ def run_job(store, job_id: int, progress_stream=None, stop_signal: threading.Eve
             a cancel request.
 
     Returns:
-        The outcome. The job's row says the same, and for 'failed' its error
+        The outcome. The job's row records the same, and for 'failed' its error
         field holds the message, the layer and ratio of a failed evaluation, and
         the traceback.
     """
@@ -127,6 +127,17 @@ def describe_failure(error: BaseException) -> str:
     return "\n".join(lines)
 
 
+def mark_failed(store, job_id: int, error: BaseException) -> None:
+    """Record `error` as the failure of a job that has not finished, if the store allows it."""
+    from store import StoreError
+
+    try:
+        if store.job(job_id).status in ("queued", "running"):
+            store.fail_job(job_id, describe_failure(error))
+    except StoreError:
+        log.exception("could not mark job %d failed", job_id)
+
+
 def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)) -> dict:
     """Make the given signals set `stop_signal`, so the job stops like a cancel request.
 
@@ -169,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     from store import open_store
 
     with open_store(args.store) as store:
-        outcome = run_job(store, args.job, progress_stream=sys.stderr, stop_signal=stop_signal)
+        try:
+            outcome = run_job(store, args.job, progress_stream=sys.stderr, stop_signal=stop_signal)
+        except Exception as error:
+            # A job left queued would block the project's next search until cancelled.
+            log.exception("job %d could not run", args.job)
+            mark_failed(store, args.job, error)
+            return EXIT_FAILED
     code = EXIT_FAILED if outcome.status == "failed" else EXIT_DONE
     if outcome.abandoned:
         end_process(code)

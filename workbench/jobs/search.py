@@ -12,10 +12,10 @@ chunks in flight, and a rerun computes only what is missing.
 
 The driver waits for results in a thread of its own, so the main thread keeps
 the heartbeat fresh and checks the cancel flag every POLL_INTERVAL_S seconds
-even while one evaluation runs for minutes. On a cancel request or an evaluator
-error no new chunk is started; chunks in flight may finish for a grace period
-(CANCEL_GRACE_S, FAILURE_GRACE_S) and their scores are kept. Work still running
-after that is abandoned, and the caller should end the process
+even while one evaluation runs for minutes. After a cancel request or an
+evaluator error, no new chunk is started. Chunks in flight get a grace period
+(CANCEL_GRACE_S, FAILURE_GRACE_S) to finish, and their scores are kept. Work
+still running after that is abandoned, so the caller should end the process
 (`SearchOutcome.abandoned`).
 """
 
@@ -47,7 +47,7 @@ CANCEL_CHECK_INTERVAL_S = 0.5
 # evaluator error before the job stops without them.
 CANCEL_GRACE_S = 5.0
 FAILURE_GRACE_S = 30.0
-# Seconds to wait for a Dask scheduler to answer.
+# Seconds to wait for a Dask scheduler to respond.
 DASK_CONNECT_TIMEOUT_S = 10
 
 
@@ -96,7 +96,7 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """How a search ended: what was computed, and whether work was left running."""
+    """The end state of a search: the evaluations computed, and whether work was left running."""
 
     computed: int
     total: int
@@ -192,7 +192,7 @@ def connect_dask(address: str):
     """Connect a Dask client to `address`.
 
     Raises:
-        JobFailed: if dask.distributed is not installed or the scheduler does not answer.
+        JobFailed: if dask.distributed is not installed or the scheduler does not respond.
     """
     try:
         from dask.distributed import Client

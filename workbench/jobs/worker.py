@@ -2,7 +2,7 @@
 
 Each worker process loads the model and the evaluator once and keeps them in
 `_EVALUATORS`, keyed by model path and hash, evaluator key, metric and
-multiplicity; every later chunk of the same search reuses them. A chunk is a
+multiplicity. Every later chunk of the same search reuses them. A chunk is a
 short list of (layer, ratio) tasks, scored by kernel substitution. The worker
 returns scores to the job's driver and never writes the store.
 
@@ -40,15 +40,15 @@ _EVALUATORS_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker needs to score a project's candidates; sent with every chunk.
+    """The settings a worker needs to score a project's candidates, sent with every chunk.
 
     Attributes:
         model_path: The Keras model file, at the same path on every worker.
-        model_hash: Its sha256; a worker refuses a file with another content.
+        model_hash: Its sha256. A worker rejects a file with other content.
         evaluator_spec: The project's evaluator spec.
         eval_iterations: Passed to the evaluator; None means the whole set.
-        evaluator_key: The project's evaluator key; a worker whose evaluator
-            files give another key refuses to score.
+        evaluator_key: The project's evaluator key. A worker whose evaluator
+            files give another key raises instead of scoring.
         metric: 'mac' or 'memory'.
         multiplicity: Ranks are rounded up to a multiple of this.
         gpus: Visible GPU ids to spread local worker processes over; empty to
@@ -148,6 +148,30 @@ def configure_worker_gpu(gpus: Sequence[str]) -> str | None:
     return gpu
 
 
+def limit_tensorflow_threads() -> int | None:
+    """In a loky worker, cap TensorFlow's thread pools at joblib's share of the CPUs; return the cap.
+
+    joblib gives each loky worker OMP_NUM_THREADS = CPUs // workers, which
+    TensorFlow ignores; without a cap, N workers each start a pool as large as
+    the machine. Does nothing outside loky workers or once TensorFlow has run
+    an operation in this process.
+    """
+    if not multiprocessing.current_process().name.startswith("LokyProcess"):
+        return None
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        return None  # the runtime is already initialised
+    return threads
+
+
 def load_candidate_evaluator(spec: WorkerSpec):
     """Load the model and the evaluator of `spec` and check that neither file changed.
 
@@ -175,6 +199,7 @@ def load_candidate_evaluator(spec: WorkerSpec):
             f"The evaluator {spec.evaluator_spec!r} changed after the search started. "
             "Run the search again; scores of the changed evaluator are computed anew."
         )
+    limit_tensorflow_threads()
     model = keras.models.load_model(spec.model_path)
     function = load_evaluator(checked.spec)
     return CandidateEvaluator(model, function, spec.eval_iterations, spec.metric, spec.multiplicity)
@@ -193,7 +218,7 @@ def cached_evaluator(spec: WorkerSpec) -> CachedEvaluator:
 def evaluate_chunk(spec: WorkerSpec, tasks: Sequence[tuple[str, str]], baseline: bool = False) -> dict:
     """Score the baseline (if asked) and each (layer, ratio text) task, in order.
 
-    An evaluator error stops the chunk: the result then holds the scores
+    An evaluator error stops the chunk: the result then contains the scores
     computed before it and the error, so none of them is lost.
 
     Returns:
