@@ -22,8 +22,6 @@ STORE_FILENAME = "store.db"
 # leaves a wide margin.
 BUSY_TIMEOUT_MS = 10_000
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
 # Primary result codes (the low byte of an extended code) that mean the file is damaged.
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -122,13 +120,6 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-def check_header(path: Path) -> None:
-    with open(path, "rb") as file:
-        header = file.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise corrupt_error(path, "the file is not an SQLite database")
-
-
 def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """Run `PRAGMA quick_check` and raise StoreCorruptError on any problem it finds."""
     try:
@@ -161,7 +152,10 @@ def probe(path: Path) -> tuple[sqlite3.Connection, int]:
         StoreCorruptError: if the file is not SQLite or fails quick_check.
         StoreVersionError: if a newer svd-workbench wrote it.
     """
-    check_header(path)
+    # The file is checked through SQLite only: opening and closing it with
+    # open() would drop every POSIX lock that this process's other connections
+    # hold on it, and another process could then checkpoint and delete the WAL
+    # under them. SQLite rejects a file that is not a database in quick_check.
     conn = connect(path, readonly=True)
     try:
         check_integrity(conn, path)
