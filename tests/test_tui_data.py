@@ -249,3 +249,27 @@ def test_backend_undo_without_session_steps_uses_store_history(tmp_path):
     finally:
         backend.close()
     assert ratio is not None
+
+
+def test_backend_survives_job_process_writes(tmp_path):
+    # launch_job opens and closes the store in the app's process, then a job
+    # process writes and exits. If the open dropped the app's file locks, the
+    # exiting job would delete the WAL under the app's connections, and their
+    # reads would return rows of the wrong table.
+    import subprocess
+    import sys
+
+    path = make_store(tmp_path)
+    backend = Backend(path)
+    try:
+        backend.open()
+        assert backend.load_project(PROJECT).latest is None
+        open_store(path).close()
+        code = f"from store import open_store\nwith open_store({str(path)!r}) as s:\n    s.create_job({PROJECT!r}, 'analyse')\n"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        assert path.with_name("store.db-wal").exists()
+        latest = backend.load_project(PROJECT).latest
+    finally:
+        backend.close()
+    assert latest is not None
+    assert latest.job.kind == "analyse"

@@ -82,3 +82,64 @@ async def wait_until(pilot, condition, what: str, timeout: float = 15.0) -> None
             raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
         await pilot.pause(0.05)
     await pilot.pause()
+
+
+def spawn_in_pty(args: list[str], columns: int = 80, rows: int = 24, env: dict | None = None) -> tuple[int, int]:
+    """Start `args` under a new pseudo-terminal of the given size; return (pid, master fd).
+
+    The child is a session leader with the terminal as its controlling
+    terminal, so closing the master fd hangs the terminal up, as a dropped
+    SSH connection does.
+    """
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    pid, master = pty.fork()
+    if pid == 0:  # child
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        os.execve(args[0], args, env if env is not None else dict(os.environ))
+    return pid, master
+
+
+def read_until(master: int, marker: bytes, timeout: float) -> bytes:
+    """Read the child's terminal output until `marker` appears; fail after `timeout` seconds."""
+    import os
+    import select
+    import time
+
+    output = b""
+    deadline = time.monotonic() + timeout
+    while marker not in output:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{marker!r} not seen on the terminal within {timeout:.0f} s; got {output[-400:]!r}")
+        ready, _, _ = select.select([master], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    return output
+
+
+def wait_exit(pid: int, timeout: float) -> int | None:
+    """Wait for a child to exit; return its exit status, or None (after killing it) on timeout."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
