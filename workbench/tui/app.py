@@ -33,6 +33,8 @@ class WorkbenchApp(App[int]):
         project: Open this project's screen at start.
         keymap: Binding id to keys; None reads the user's keymap file.
         poll_interval: Seconds between store polls.
+        cursor_blink: Blink the cursor of text inputs; tests turn it off so
+            screenshots do not depend on timing.
     """
 
     CSS_PATH = "workbench.tcss"
@@ -53,6 +55,7 @@ class WorkbenchApp(App[int]):
         project: str | None = None,
         keymap: dict[str, str] | None = None,
         poll_interval: float = POLL_INTERVAL,
+        cursor_blink: bool = True,
     ):
         super().__init__()
         self.store_path = Path(store_path)
@@ -60,6 +63,7 @@ class WorkbenchApp(App[int]):
         self.backend = Backend(self.store_path)
         self.initial_project = project
         self.poll_interval = poll_interval
+        self.cursor_blink = cursor_blink
         self._keymap = keymap
         self._hangup_installed = False
 

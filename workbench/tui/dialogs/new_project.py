@@ -101,6 +101,8 @@ class NewProjectDialog(ModalScreen["NewProject | None"]):
             yield Input(value=self.defaults.get(field_id, ""), placeholder=placeholder, compact=True, id=field_id)
 
     def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = getattr(self.app, "cursor_blink", True)
         self.query_one("#name", Input).focus()
 
     def field_errors(self) -> dict[str, str]:

@@ -44,6 +44,7 @@ class ValueDialog(ModalScreen["str | None"]):
             yield Static("Enter: apply · Escape: cancel", classes="dialog-hint")
 
     def on_mount(self) -> None:
+        self.query_one(Input).cursor_blink = getattr(self.app, "cursor_blink", True)
         self.query_one(Input).focus()
 
     def show_error(self, message: str | None) -> None:
