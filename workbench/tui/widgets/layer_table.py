@@ -42,6 +42,7 @@ class LayerTable(DataTable):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._order: list[str] = []
         self._styles: dict[str, str] = {}
+        self._rows: dict[str, LayerRow] = {}
 
     def on_mount(self) -> None:
         for key, header, _ in COLUMNS:
@@ -57,8 +58,17 @@ class LayerTable(DataTable):
     def show_rows(self, rows: Sequence[LayerRow], records: dict[str, LayerRecord], candidates: int) -> None:
         """Show `rows`: rebuild when the layers changed, else update the changed cells in place."""
         order = [row.name for row in rows]
-        new_cells = {row.name: layer_cells(row, records.get(row.name), candidates) for row in rows}
-        new_styles = {row.name: row_style(row) for row in rows}
+        new_cells: dict[str, tuple[str, ...]] = {}
+        new_styles: dict[str, str] = {}
+        for row in rows:
+            # An edit changes one or a few rows: reuse the cells of equal rows.
+            if self._rows.get(row.name) == row and row.name in self._cells:
+                new_cells[row.name] = self._cells[row.name]
+                new_styles[row.name] = self._styles[row.name]
+            else:
+                new_cells[row.name] = layer_cells(row, records.get(row.name), candidates)
+                new_styles[row.name] = row_style(row)
+        self._rows = {row.name: row for row in rows}
         if order != self._order:
             self._rebuild(order, new_cells, new_styles)
             return

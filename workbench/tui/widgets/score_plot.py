@@ -15,10 +15,19 @@ class ScorePlot(PlotextPlot):
     ScorePlot { height: 12; }
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._shown: tuple | None = None
+
     def show_layer(self, row: LayerRow | None, baseline: float | None) -> None:
+        """Draw `row`'s curve; a call with the same row and baseline as the last one does nothing."""
+        if self._shown == (row, baseline):
+            return
+        self._shown = (row, baseline)
         plt = self.plt
+        # clear_data also drops the lines and limits. clear_figure would be
+        # slower: plotext builds a new figure, which parses a date format.
         plt.clear_data()
-        plt.clear_figure()
         plt.xlim(0, 1)
         plt.xlabel("ratio")
         if row is None:
@@ -30,8 +39,8 @@ class ScorePlot(PlotextPlot):
         else:
             ratios = [float(ratio) for ratio in row.scores]
             scores = list(row.scores.values())
-            plt.plot(ratios, scores, marker="braille")
-            plt.scatter(ratios, scores, marker="dot")
+            plt.plot(ratios, scores, marker="braille", color="cyan")
+            plt.scatter(ratios, scores, marker="dot", color="cyan")
             if baseline is not None:
                 plt.hline(baseline, "green")
             if row.ratio is not None:
