@@ -105,8 +105,9 @@ def test_export_writes_verified_model(store, tmp_path, files):
     assert "conv1" not in names
     assert "conv2_v" in names
     assert "conv2_h" in names
+    # 'inner' is the output of the nested Sequential, so its horizontal conv keeps the name.
     inner_names = [layer.name for layer in written.get_layer("block").layers]
-    assert inner_names == ["inner_v", "inner_h"]
+    assert inner_names == ["inner_v", "inner"]
 
     summary = store.summary("small")
     analysis = analyze_model(written)
@@ -341,3 +342,29 @@ def test_detached_export_job_finishes(store, tmp_path):
     assert job.status == "done", f"{job.error}\n{log}"
     assert (job.done, job.total) == (6, 6)
     assert keras.models.load_model(output).get_layer("conv2_h") is not None
+
+
+def test_output_check_catches_different_model(files):
+    from workbench.export import max_output_difference
+
+    original = keras.models.load_model(files[0])
+    changed = keras.models.load_model(files[0])
+    kernel = changed.get_layer("conv1").kernel
+    kernel.assign(kernel.numpy() * 2.0)
+    batch = np.load(files[1])["x"][:4]
+    assert max_output_difference(original, keras.models.load_model(files[0]), batch) == 0.0
+    with pytest.raises(ExportError, match="file was not kept"):
+        max_output_difference(original, changed, batch)
+
+
+def test_export_after_model_file_changed_fails(tmp_path, files):
+    model_path = tmp_path / "copy.keras"
+    model_path.write_bytes(files[0].read_bytes())
+    with open_store(tmp_path / "store.db") as store:
+        create_project(store, (model_path, files[1]), "copied", SELECTION)
+        model = keras.models.load_model(model_path)
+        model.get_layer("logits").bias.assign(np.ones(CLASSES, dtype="float32"))
+        model.save(model_path)
+        with pytest.raises(ExportError, match="changed since project 'copied' was analysed"):
+            export_project(store, "copied", tmp_path / "out.keras")
+    assert not (tmp_path / "out.keras").exists()

@@ -162,14 +162,10 @@ def export_project(
 
     with reserved_temporary(target) as temporary:
         report(0, len(STEPS), STEPS[0])
-        import keras
-
         from workbench.engine import analyze_model, rebuild_model, split_layers_for_ratios
-        from workbench.evaluation import call_evaluator, gpu_available
-        from workbench.evaluators import load_evaluator
 
         model = load_model(project.model_path)
-        evaluator = load_evaluator(project.evaluator_spec)
+        evaluator = load_project_evaluator(project.evaluator_spec)
 
         report(1, len(STEPS), STEPS[1])
         try:
@@ -187,19 +183,10 @@ def export_project(
         content_hash = sha256_file(temporary)
 
         report(3, len(STEPS), STEPS[3])
-        reloaded = keras.models.load_model(temporary)
-        batch = check_batch(rebuilt, project.evaluator_spec)
-        difference = max_output_difference(rebuilt, reloaded, batch)
+        reloaded, difference = reload_and_compare(rebuilt, temporary, project.evaluator_spec)
 
         report(4, len(STEPS), STEPS[4])
-        use_cuda = gpu_available()
-        baseline = store.baseline(project.name)
-        if baseline is None:
-            evaluation_started = time.perf_counter()
-            baseline = call_evaluator(evaluator, model, project.eval_iterations, use_cuda)
-            store.put_baseline(project.score_key, baseline, seconds=time.perf_counter() - evaluation_started)
-        compressed_score = call_evaluator(evaluator, reloaded, project.eval_iterations, use_cuda)
-
+        baseline, compressed_score = evaluate_both(store, project, evaluator, model, reloaded)
         macs_before = analyze_model(model).total_macs
         macs_after = analyze_model(reloaded).total_macs
         params_before = int(model.count_params())
@@ -214,17 +201,6 @@ def export_project(
             f"The cost model predicted {predicted.macs_after:,} MACs after compression; "
             f"the written model has {macs_after:,}."
         )
-    layers = [
-        ExportedLayer(
-            name=name,
-            ratio=row.ratio,
-            rank=ranks.get(name),
-            max_rank=row.max_rank,
-            score=row.score if row.ratio is not None else None,
-            score_exact=row.score_exact,
-        )
-        for name, row in layer_rows.items()
-    ]
     record = store.record_export(
         project.name,
         target,
@@ -243,7 +219,7 @@ def export_project(
         project=project.name,
         path=target,
         content_hash=content_hash,
-        layers=layers,
+        layers=[exported_layer(row, ranks.get(name)) for name, row in layer_rows.items()],
         baseline_score=baseline,
         compressed_score=compressed_score,
         macs_before=macs_before,
@@ -260,6 +236,61 @@ def export_project(
     )
     log.info("exported project %r to %s in %.1f s", project.name, target, result.seconds)
     return result
+
+
+def exported_layer(row, rank: int | None) -> ExportedLayer:
+    """Return the `ExportedLayer` of one row of `Store.layer_table`."""
+    return ExportedLayer(
+        name=row.name,
+        ratio=row.ratio,
+        rank=rank,
+        max_rank=row.max_rank,
+        score=row.score if row.ratio is not None else None,
+        score_exact=row.score_exact,
+    )
+
+
+def load_project_evaluator(spec: str):
+    from workbench.evaluators import EvaluatorSpecError, load_evaluator
+
+    try:
+        return load_evaluator(spec)
+    except EvaluatorSpecError as error:
+        raise ExportError(f"{error} Fix the evaluator, then export again.") from None
+
+
+def reload_and_compare(rebuilt, path: Path, evaluator_spec: str):
+    """Load the written file with plain Keras and compare its outputs with `rebuilt`.
+
+    Returns:
+        (reloaded model, largest output difference).
+
+    Raises:
+        ExportError: if the outputs differ; see `max_output_difference`.
+    """
+    import keras
+
+    reloaded = keras.models.load_model(path)
+    batch = check_batch(rebuilt, evaluator_spec)
+    return reloaded, max_output_difference(rebuilt, reloaded, batch)
+
+
+def evaluate_both(store, project, evaluator, original, exported) -> tuple[float, float]:
+    """Return (baseline score, exported model's score) at the project's eval iterations.
+
+    The baseline comes from the store's cache; when it is missing, the
+    original model is evaluated and the score is cached.
+    """
+    from workbench.evaluation import call_evaluator, gpu_available
+
+    use_cuda = gpu_available()
+    baseline = store.baseline(project.name)
+    if baseline is None:
+        started = time.perf_counter()
+        baseline = call_evaluator(evaluator, original, project.eval_iterations, use_cuda)
+        store.put_baseline(project.score_key, baseline, seconds=time.perf_counter() - started)
+    compressed_score = call_evaluator(evaluator, exported, project.eval_iterations, use_cuda)
+    return baseline, compressed_score
 
 
 def check_output_path(output: str | os.PathLike, force: bool, model_path: str | None = None) -> Path:

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         help="write the project's model, compressed with its current selection, to a .keras file",
         description=(
             "Rebuild the project's model with its current selection (each selected Conv2D split into "
-            "<layer>_v and <layer>_h), write it to FILE.keras, load the file back and check its outputs, "
+            "<layer>_v and <layer>_h, or <layer>_v and <layer> for a layer that is a model output), write it "
+            "to FILE.keras, load the file back and check its outputs, "
             "evaluate it with the project's evaluator, and record the export in the store. The file is "
             "written under a temporary name in the same folder and renamed when complete, so a failed "
             "export leaves no partial file."
