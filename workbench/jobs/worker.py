@@ -148,30 +148,6 @@ def configure_worker_gpu(gpus: Sequence[str]) -> str | None:
     return gpu
 
 
-def limit_tensorflow_threads() -> int | None:
-    """In a loky worker, cap TensorFlow's thread pools at joblib's share of the CPUs; return the cap.
-
-    joblib gives each loky worker OMP_NUM_THREADS = CPUs // workers, which
-    TensorFlow ignores; without a cap, N workers each start a pool as large as
-    the machine. Does nothing outside loky workers or once TensorFlow has run
-    an operation in this process.
-    """
-    if not multiprocessing.current_process().name.startswith("LokyProcess"):
-        return None
-    try:
-        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        return None
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        return None  # the runtime is already initialised
-    return threads
-
-
 def load_candidate_evaluator(spec: WorkerSpec):
     """Load the model and the evaluator of `spec` and check that neither file changed.
 
@@ -199,7 +175,6 @@ def load_candidate_evaluator(spec: WorkerSpec):
             f"The evaluator {spec.evaluator_spec!r} changed after the search started. "
             "Run the search again; scores of the changed evaluator are computed anew."
         )
-    limit_tensorflow_threads()
     model = keras.models.load_model(spec.model_path)
     function = load_evaluator(checked.spec)
     return CandidateEvaluator(model, function, spec.eval_iterations, spec.metric, spec.multiplicity)
