@@ -218,3 +218,11 @@ def test_help_names_units(tmp_path):
     assert "i/N for i = 1 .. N-1" in text
     assert "worker processes" in text
     assert "svd-workbench-demo-2.keras" in text
+
+
+def test_demo_unwritable_output_fails_first(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    completed = run_cli(["demo", "--output", "a-file/demo.keras"], tmp_path, tmp_path / "store.db")
+    assert completed.returncode == 1
+    assert "does not exist or is not a folder" in completed.stderr
+    assert "Creating project" not in completed.stderr, "the output must be checked before any work"

@@ -268,11 +268,13 @@ def run_demo_search(store, project, jobs: int) -> tuple[int, int]:
 def run_demo(store, args) -> int:
     from workbench.export import export_project, format_export
 
-    started = time.perf_counter()
-    output = demo_output_path(args.output, args.force)
-    from workbench.export import check_output_path
+    from workbench.export import check_output_path, reserved_temporary
 
-    check_output_path(output, args.force)
+    started = time.perf_counter()
+    output = check_output_path(demo_output_path(args.output, args.force), args.force)
+    # Fail on an unwritable folder now rather than after the search.
+    with reserved_temporary(output):
+        pass
     project = ensure_demo_project(store, args.candidates)
 
     analysis_started = time.perf_counter()
