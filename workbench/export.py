@@ -1,10 +1,10 @@
 """Export: write a project's model, compressed with its current selection, as a .keras file.
 
 `export_project` rebuilds the project's model with each selected layer split at
-the rank of its ratio, saves it to a temporary file in the output folder, loads
-that file back with plain `keras.models.load_model`, checks that its outputs
-match the in-memory rebuilt model on one batch, and only then moves it into
-place with `os.replace`. So the output path either keeps its old content or
+the rank of its ratio and saves it to a temporary file in the output folder. It
+loads that file back with plain `keras.models.load_model` and checks that its
+outputs match the in-memory rebuilt model on one batch. Only then does it move
+the file into place with `os.replace`. So the output path either keeps its old content or
 holds a complete, verified model; a failed export leaves no partial file. An
 existing output file is replaced only with `force=True`.
 
@@ -64,7 +64,7 @@ ProgressCallback = Callable[[int, int, str], None]
 
 
 class ExportError(Exception):
-    """The export cannot go on; the message says why and what to do."""
+    """An export that cannot go on; the message gives the reason and the next step."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class ExportedLayer:
 
 @dataclass
 class ExportResult:
-    """What `export_project` wrote and measured.
+    """The file that `export_project` wrote and the numbers it measured.
 
     MACs and parameters are counted on the models themselves: `macs_before` and
     `macs_after` by analysing the original and the reloaded file,
@@ -144,11 +144,12 @@ def export_project(
         An `ExportResult`; the export is recorded in the store.
 
     Raises:
-        ExportError: for an existing output without `force`, an output that
-            cannot be written (with the reason: permission, missing folder,
-            disk full, file size limit), a project with no selection, a model
-            file that changed since the project was analysed, or a written
-            file whose outputs differ from the in-memory model.
+        ExportError: for an existing output without `force`, or an output
+            that cannot be written, with the reason (permission, missing
+            folder, disk full, file size limit). Also for a project with no
+            selection, a model file that changed since the project was
+            analysed, and a written file whose outputs differ from the
+            in-memory model.
         workbench.evaluation.EvaluationError: if the evaluator fails.
         store.ProjectNotFound: if there is no such project.
     """
@@ -358,7 +359,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def write_error(error: OSError, path: Path) -> ExportError:
-    """Turn an OSError raised while writing `path` into an ExportError that says what to do."""
+    """Turn an OSError raised while writing `path` into an ExportError with the cause and the fix."""
     reason = error.strerror or str(error)
     if error.errno == errno.EFBIG:
         return ExportError(
@@ -481,9 +482,9 @@ def sync_folder(folder: Path) -> None:
 def check_batch(model, evaluator_spec: str):
     """Return the inputs of the output check: evaluation images, or random inputs.
 
-    For an `accuracy:FILE.npz` evaluator, the first images of the file;
-    otherwise standard normal values in the shape of each model input, unknown
-    dimensions taken as 1.
+    An `accuracy:FILE.npz` evaluator gives the first images of its file. Other
+    evaluators give standard normal values in the shape of each model input,
+    with unknown dimensions taken as 1.
     """
     import numpy as np
 
@@ -612,9 +613,9 @@ def run_export_job(store, job, options: dict) -> ExportResult:
     Args:
         store: The open store of the job.
         job: The running `store.Job`.
-        options: `output` (the .keras path; make it absolute, because the job
-            process resolves a relative path against its own working folder)
-            and `force` (bool, replace an existing file).
+        options: `output`, the .keras path, and `force`, True to replace an
+            existing file. Make `output` absolute: the job process resolves a
+            relative path against its own working folder.
 
     Raises:
         workbench.jobs.errors.JobFailed: with the export's message for every
