@@ -390,7 +390,11 @@ def show_command(args) -> int:
         else:
             note = f"{len(row.scores)} cached, {row.missing} missing"
         rank = f"{row.rank}/{row.max_rank}" if row.rank is not None else "-"
-        score = "-" if row.score is None else f"{row.score:.4f}" + ("" if row.score_exact else "~")
+        if row.score is None:
+            score = "-"
+        else:
+            # '~' marks a score interpolated between cached candidates.
+            score = f"{row.score:.4f}" if row.score_exact else f"{row.score:.4f}~"
         print(
             f"{row.name:<28} {row.class_name:<16} {human_count(row.macs):>9} {row.cost_share:>6.1%} "
             f"{format_ratio(row.ratio):>6} {rank:>9} {score:>8}  {note}"

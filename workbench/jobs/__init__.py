@@ -108,9 +108,9 @@ def start_detached(command: list[str], log_path: Path) -> subprocess.Popen:
 def cancel_job(store_path: str | os.PathLike, project_name: str) -> int | None:
     """Ask the project's active job to stop; return its id, or None if no job is active.
 
-    A running job stops after the result it is waiting for, within seconds,
-    and keeps every score it has written; a queued job is cancelled at once. A
-    job whose process is gone from this host is marked failed instead.
+    A running job stops within seconds, after the evaluations in progress, and
+    keeps every score it has written. A queued job is cancelled at once. A job
+    whose process is gone from this host is marked failed instead.
 
     Raises:
         store.ProjectNotFound: if the project does not exist.

@@ -1,7 +1,7 @@
 """Analysing a project's model file: load it, describe its layers, store the rows.
 
 `check_model_file` needs no TensorFlow, so the CLI and the terminal app can
-reject a missing or non-Keras file at once; the other functions load the model.
+reject a missing or non-Keras file at once. The other functions load the model.
 """
 
 from __future__ import annotations

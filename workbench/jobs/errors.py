@@ -16,7 +16,7 @@ class JobCancelled(Exception):
 
 
 class JobFailed(Exception):
-    """The job cannot go on; the message says what failed and what to fix."""
+    """The job cannot go on. The message states what failed and what to fix."""
 
     def __init__(self, message: str, abandoned: bool = False):
         super().__init__(message)
