@@ -290,3 +290,19 @@ def test_stats_text_has_no_decimal_noise(workdir, model_and_data):
     assert "3333333" not in text
     assert "MACs:" in text
     assert "parameters:" in text
+
+
+def test_stats_have_aimet_attributes(workdir, model_and_data):
+    model, inputs, reference = model_and_data
+    params = auto_params(0.7, 3)
+    assert params.mode_params is params.params
+    _, stats = ModelCompressor.compress_model(
+        model, make_evaluator(inputs, reference), None, CompressionScheme.spatial_svd, CostMetric.mac, params
+    )
+    compressed = [layer.name for layer in stats.per_layer_stats]
+    assert compressed
+    assert all(layer.compression_ratio is not None for layer in stats.per_layer_stats)
+    assert set(compressed) <= {"conv1", "conv2", "conv3"}
+    eval_scores = stats.compression_ratio_selection_stats.eval_scores_dictionary
+    assert set(eval_scores) == {"conv1", "conv2", "conv3"}
+    assert set(eval_scores["conv1"]) == {D(1) / D(3), D(2) / D(3)}

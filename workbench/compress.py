@@ -22,6 +22,7 @@ from workbench.defs import (
     CompressionScheme,
     CompressionStats,
     CostMetric,
+    GreedyCompressionRatioSelectionStats,
     GreedySelectionParameters,
     LayerStats,
     ModuleCompRatioPair,
@@ -285,4 +286,5 @@ class ModelCompressor:
             memory_after=totals["memory"].compressed,
             layers=layers,
             selection_note=note,
+            compression_ratio_selection_stats=GreedyCompressionRatioSelectionStats(scores) if scores else None,
         )

@@ -115,6 +115,15 @@ class SpatialSvdParameters:
         self.params = params
         self.multiplicity = multiplicity
 
+    @property
+    def mode_params(self):
+        """The mode's parameters under AIMET's attribute name; the same object as `params`."""
+        return self.params
+
+    @mode_params.setter
+    def mode_params(self, value) -> None:
+        self.params = value
+
 
 @dataclass
 class LayerStats:
@@ -130,14 +139,31 @@ class LayerStats:
     params_after: int
     score: float | None
 
+    @property
+    def compression_ratio(self) -> Decimal | None:
+        """The ratio under AIMET's attribute name."""
+        return self.ratio
+
+
+class GreedyCompressionRatioSelectionStats:
+    """The eval-score dict of a greedy search, under AIMET's class and attribute names."""
+
+    def __init__(self, eval_scores_dict: dict[str, dict[Decimal, float]]):
+        self.eval_scores_dictionary = eval_scores_dict
+
+    def __repr__(self) -> str:
+        return f"GreedyCompressionRatioSelectionStats({len(self.eval_scores_dictionary)} layers)"
+
 
 @dataclass
 class CompressionStats:
     """Outcome of `ModelCompressor.compress_model`.
 
-    The first four fields carry AIMET's names and meanings: the `*_accuracy`
-    fields are the evaluator's scores, and `mac_compression_ratio` and
-    `memory_compression_ratio` are the compressed cost over the original cost.
+    The first four fields, `per_layer_stats` and `compression_ratio_selection_stats`
+    carry AIMET's names and meanings: the `*_accuracy` fields are the evaluator's
+    scores, and `mac_compression_ratio` and `memory_compression_ratio` are the
+    compressed cost over the original cost. Unlike AIMET, which formats them as
+    strings with six decimals, the scores and ratios here are floats.
     """
 
     baseline_model_accuracy: float
@@ -155,6 +181,12 @@ class CompressionStats:
     memory_after: int = 0
     layers: list[LayerStats] = field(default_factory=list)
     selection_note: str = ""
+    compression_ratio_selection_stats: GreedyCompressionRatioSelectionStats | None = None
+
+    @property
+    def per_layer_stats(self) -> list[LayerStats]:
+        """The compressed layers, as AIMET lists them; `layers` has every eligible layer."""
+        return [layer for layer in self.layers if layer.ratio is not None]
 
     @property
     def baseline_score(self) -> float:
