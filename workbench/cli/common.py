@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules. Does not import TensorFlow."""
+"""Helpers shared by the command modules. Importing this module does not import TensorFlow."""
 
 from __future__ import annotations
 
