@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 import pytest
-from test_tui_support import PROJECT, make_store, run, screen_text, wait_until
+from test_tui_support import PROJECT, make_store, run, screen_text, wait_loaded, wait_until
 
 from store import open_store
 from workbench.tui.app import WorkbenchApp
@@ -44,6 +43,7 @@ def selection(path, layer: str):
 
 
 async def open_demo(pilot) -> ProjectScreen:
+    await wait_loaded(pilot)
     await pilot.press("enter")
     await pilot.pause()
     screen = pilot.app.screen
@@ -68,6 +68,7 @@ def test_projects_screen_lists_projects(tmp_path):
 
     async def body():
         async with make_app(path).run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
             table = pilot.app.screen.query_one(ProjectTable)
             assert isinstance(pilot.app.screen, ProjectsScreen)
             assert table.row_count == 2
@@ -288,6 +289,7 @@ def test_delete_needs_confirmation(tmp_path):
 
     async def body():
         async with make_app(path, poll_interval=0.1).run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
             table = pilot.app.screen.query_one(ProjectTable)
             table.move_cursor(row=1)
             await pilot.pause()
@@ -317,6 +319,7 @@ def test_delete_refused_while_job_runs(tmp_path):
 
     async def body():
         async with make_app(path).run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
             await pilot.press("d", "y")
             await pilot.pause()
             with open_store(path, readonly=True) as store:
@@ -498,7 +501,7 @@ def test_too_small_terminal_shows_message(tmp_path):
 
     async def body():
         async with make_app(path).run_test(size=(60, 20)) as pilot:
-            await pilot.pause()
+            await wait_loaded(pilot)
             assert "terminal too small: need 80x24, have 60x20" in screen_text(pilot.app)
             await pilot.resize_terminal(79, 30)
             await pilot.pause()
@@ -581,6 +584,7 @@ def test_new_project_form_validates(tmp_path, monkeypatch):
 
     async def body():
         async with make_app(path).run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
             await pilot.press("n")
             form = pilot.app.screen
             assert isinstance(form, NewProjectDialog)
@@ -635,11 +639,20 @@ def test_binding_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a POSIX process model")
-def test_run_app_reports_bad_store(tmp_path, capsys):
-    from workbench.tui import run_app
-
+def test_bad_store_shows_error_and_quits(tmp_path):
     bad = tmp_path / "store.db"
-    bad.write_bytes(b"not sqlite at all, just text")
-    assert run_app(bad) == 1
-    assert "corrupt" in capsys.readouterr().err
+    bad.write_bytes(b"not sqlite at all, just text" * 100)
+
+    async def body():
+        app = make_app(bad)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, MessageDialog), "the error dialog")
+            assert "corrupt" in screen_text(app)
+            await pilot.press("enter")
+            await pilot.pause()
+        return app
+
+    app = run(body())
+    assert app.return_code == 1
+    assert "corrupt" in str(app.startup_error)
+    assert bad.read_bytes() == b"not sqlite at all, just text" * 100

@@ -27,10 +27,12 @@ def test_app_process_never_imports_tensorflow(tmp_path):
         import workbench.cli
         from workbench.tui import run_app
         from workbench.tui.app import WorkbenchApp
+        from test_tui_support import wait_loaded
 
         async def main():
             app = WorkbenchApp({str(store)!r}, keymap={{}})
             async with app.run_test(size=(100, 30)) as pilot:
+                await wait_loaded(pilot)
                 await pilot.press("enter")
                 await pilot.press("down", "right_square_bracket", "e", "escape", "n", "u", "a", "f1", "escape")
                 await pilot.press("x", "escape", "t", "escape", "ctrl+p", "escape", "escape")
@@ -99,3 +101,19 @@ def test_sighup_signal_exits_cleanly(tmp_path):
     finally:
         os.close(master)
     assert status == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs POSIX signals and terminals")
+def test_entry_point_reports_bad_store(tmp_path):
+    bad = tmp_path / "store.db"
+    bad.write_bytes(b"plain text, not a database\n" * 100)
+    pid, master = spawn_in_pty(app_command(bad), env=app_env())
+    try:
+        read_until(master, b"Cannot open the store", timeout=60)
+        os.write(master, b"\r")  # Enter closes the dialog
+        output = read_until(master, b"svd-workbench: error:", timeout=30)
+        status = wait_exit(pid, timeout=30)
+    finally:
+        os.close(master)
+    assert status == 1
+    assert b"corrupt" in output

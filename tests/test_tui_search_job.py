@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from test_tui_support import run, wait_until
+from test_tui_support import run, wait_loaded, wait_until
 
 from store import open_store
 from workbench.tui.app import WorkbenchApp
@@ -56,6 +56,7 @@ def test_search_job_from_the_app(tmp_path, tiny_model):
     async def create_and_search():
         app = WorkbenchApp(store_path, keymap={}, poll_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
+            await wait_loaded(pilot)
             await pilot.press("n")
             form = app.screen
             assert isinstance(form, NewProjectDialog)
@@ -82,6 +83,7 @@ def test_search_job_from_the_app(tmp_path, tiny_model):
     async def reopen_and_watch():
         app = WorkbenchApp(store_path, keymap={}, poll_interval=0.2)
         async with app.run_test(size=(100, 30)) as pilot:
+            await wait_loaded(pilot)
             await pilot.press("enter")
             await pilot.pause()
             screen = app.screen

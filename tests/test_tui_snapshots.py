@@ -9,7 +9,7 @@ blink and no job runs, so nothing depends on timing. Update the SVGs with
 from __future__ import annotations
 
 import pytest
-from test_tui_support import make_store
+from test_tui_support import make_store, wait_loaded
 
 from workbench.tui.app import WorkbenchApp
 
@@ -25,28 +25,28 @@ def app(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_projects_screen(snap_compare, app, size):
-    assert snap_compare(app, terminal_size=size)
+    assert snap_compare(app, terminal_size=size, run_before=wait_loaded)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_project_screen(snap_compare, app, size):
-    assert snap_compare(app, press=["enter", "down"], terminal_size=size)
+    assert snap_compare(app, press=["enter", "down"], terminal_size=size, run_before=wait_loaded)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_help_screen(snap_compare, app, size):
-    assert snap_compare(app, press=["enter", "f1"], terminal_size=size)
+    assert snap_compare(app, press=["enter", "f1"], terminal_size=size, run_before=wait_loaded)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_ratio_dialog(snap_compare, app, size):
-    assert snap_compare(app, press=["enter", "down", "e"], terminal_size=size)
+    assert snap_compare(app, press=["enter", "down", "e"], terminal_size=size, run_before=wait_loaded)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_new_project_form(snap_compare, app, size):
-    assert snap_compare(app, press=["n"], terminal_size=size)
+    assert snap_compare(app, press=["n"], terminal_size=size, run_before=wait_loaded)
 
 
 def test_too_small_message(snap_compare, app):
-    assert snap_compare(app, terminal_size=(70, 20))
+    assert snap_compare(app, terminal_size=(70, 20), run_before=wait_loaded)

@@ -143,3 +143,14 @@ def wait_exit(pid: int, timeout: float) -> int | None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
+
+
+async def wait_loaded(pilot) -> None:
+    """Wait until the projects screen has opened the store and shown the projects."""
+    from workbench.tui.screens.projects import ProjectsScreen
+
+    def loaded() -> bool:
+        screens = [screen for screen in pilot.app.screen_stack if isinstance(screen, ProjectsScreen)]
+        return bool(screens) and screens[0].loaded
+
+    await wait_until(pilot, loaded, "the store to open")

@@ -17,20 +17,17 @@ def run_app(store_path: str | Path, project: str | None = None) -> int:
     """Run the terminal app on a store file until the user quits; return the exit status.
 
     Returns:
-        0 after a normal quit or a hang-up, 1 if the store cannot be opened
-        (the message goes to stderr).
+        0 after a normal quit or a hang-up; 1 if the store cannot be opened.
+        The app shows that error, and it is printed to stderr after the app
+        has restored the terminal.
     """
-    from store.errors import StoreError
-
     from workbench.tui.app import WorkbenchApp
 
     app = WorkbenchApp(store_path, project=project)
-    try:
-        app.backend.open()
-    except StoreError as error:
-        print(f"svd-workbench: error: {error}", file=sys.stderr)
-        return 1
     app.run()
+    if app.startup_error is not None:
+        print(f"svd-workbench: error: {app.startup_error}", file=sys.stderr)
+        return 1
     return app.return_code or 0
 
 

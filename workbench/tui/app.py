@@ -15,6 +15,7 @@ from workbench.tui.commands import ActionsProvider
 from workbench.tui.data.backend import Backend
 from workbench.tui.data.keymap import KeymapError, load_keymap
 from workbench.tui.dialogs.message import MessageDialog
+from workbench.tui.messages import StoreUnavailable
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.projects import ProjectsScreen
 from workbench.tui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
@@ -41,7 +42,7 @@ class WorkbenchApp(App[int]):
     TITLE = "svd-workbench"
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
-        Binding("f1", "help", "Help", id="app.help", tooltip="Keys and columns of this screen"),
+        Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="Keys and columns of this screen"),
         Binding("ctrl+p", "command_palette", "Commands", id="app.command-palette", show=False, priority=True,
                 tooltip="Search every action available here"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True,
@@ -66,9 +67,9 @@ class WorkbenchApp(App[int]):
         self.cursor_blink = cursor_blink
         self._keymap = keymap
         self._hangup_installed = False
+        self.startup_error: Exception | None = None
 
     def on_mount(self) -> None:
-        self.backend.open()
         self.install_keymap()
         self.install_hangup_handler()
         self.push_screen(ProjectsScreen())
@@ -108,7 +109,7 @@ class WorkbenchApp(App[int]):
 
     def on_hangup(self) -> None:
         log.info("terminal hung up (SIGHUP); exiting, jobs keep running")
-        self.exit(0)
+        self.exit(return_code=0)
 
     # Screens ------------------------------------------------------------------
 
@@ -138,7 +139,16 @@ class WorkbenchApp(App[int]):
         elif on_top:
             self.pop_screen()
 
-    # Worker errors ------------------------------------------------------------
+    # Errors -------------------------------------------------------------------
+
+    def on_store_unavailable(self, message: StoreUnavailable) -> None:
+        """Show why the store cannot be opened; closing the dialog quits with status 1."""
+        self.startup_error = message.error
+        log.error("cannot open the store %s: %s", self.store_path, message.error)
+        self.push_screen(
+            MessageDialog("Cannot open the store", f"{message.error}\n\nClose this message to quit.", error=True),
+            lambda _: self.exit(return_code=1),
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Show a worker's error in a dialog: the one place worker failures surface."""

@@ -56,6 +56,14 @@ class JobStarted(Message):
         self.job_id = job_id
 
 
+class StoreUnavailable(Message):
+    """The store could not be opened (corrupt, written by a newer version, unreadable)."""
+
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+
 class WorkerFailed(Message):
     """A worker raised; the app shows `error` in a dialog."""
 

@@ -8,6 +8,10 @@ open when it returns.
 
 Jobs (layer analysis, search, export) run in processes of their own, started
 with `workbench.jobs.launch_job`; this module only starts and cancels them.
+
+The `store` package (with sqlite-utils and, through it, numpy) is imported
+when the backend opens, not with this module, so that the app can paint its
+first screen while the store loads in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import urllib.parse
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from store import Project, Store, open_store
-from store.errors import StoreError
 from workbench.selection import SelectionResult, candidate_ratios, format_ratio
 from workbench.tui.data.views import JobView, ProjectEntry, ProjectView, project_entry
+
+if TYPE_CHECKING:
+    from store import Project, Store
 
 MODEL_SUFFIXES = (".keras", ".h5")
 
@@ -97,6 +103,9 @@ class Backend:
             StoreError: (and its subclasses) if the store cannot be opened, or
                 the backend was closed.
         """
+        from store import open_store
+        from store.errors import StoreError
+
         with self._version_lock:
             if self._closed:
                 raise StoreError(f"The connections to the store '{self.store_path}' are closed.")
@@ -153,6 +162,8 @@ class Backend:
             self.open()
         with self._version_lock:
             if self._version_conn is None:
+                from store.errors import StoreError
+
                 raise StoreError(f"The connections to the store '{self.store_path}' are closed.")
             return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
@@ -167,8 +178,8 @@ class Backend:
         for project in self.reader.list_projects():
             try:
                 entries.append(project_entry(self.load_project(project.name)))
-            except StoreError:
-                continue  # deleted between the two reads
+            except LookupError:
+                continue  # deleted between the two reads (ProjectNotFound)
         return entries
 
     def load_project(self, name: str) -> ProjectView:

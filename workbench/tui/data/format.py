@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from store.rows import LayerRow
-from workbench.records import LayerRecord
+from typing import TYPE_CHECKING
+
 from workbench.report import human_count
 from workbench.selection import format_ratio
+
+if TYPE_CHECKING:
+    from store.rows import LayerRow
+    from workbench.records import LayerRecord
 
 # Longest layer name shown in full; longer names keep their tail, the most
 # specific part of a nested path.

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from store.rows import Export, Job, LayerRow, Project, Summary
-from workbench.records import LayerRecord
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from store.rows import Export, Job, LayerRow, Project, Summary
+    from workbench.records import LayerRecord
 
 JOB_VERBS = {"analyse": "analysing", "search": "searching", "export": "exporting"}
 JOB_NOUNS = {"analyse": "analysis", "search": "search", "export": "export"}

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.screen import Screen
 from textual.worker import Worker
 
-from store.errors import StoreError
-
 if TYPE_CHECKING:
     from workbench.tui.data.backend import Backend
 
@@ -70,7 +68,11 @@ class PollingScreen(Screen):
             self._version = version
             self._loaded_at = time.monotonic()
             self._poll_failures = 0
-        except (StoreError, sqlite3.Error) as error:
+        except Exception as error:
+            from store.errors import StoreError
+
+            if not isinstance(error, (StoreError, sqlite3.Error)):
+                raise
             if self.backend.closed:
                 return  # the app is exiting
             # A locked or briefly unreadable store is retried at the next poll;

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from store.errors import JobConflict, ProjectNotFound
 from workbench.tui.data.backend import NewProject
 from workbench.tui.dialogs.confirm import ConfirmDialog
 from workbench.tui.dialogs.new_project import NewProjectDialog
-from workbench.tui.messages import JobStarted, ProjectsLoaded
+from workbench.tui.messages import JobStarted, ProjectsLoaded, StoreUnavailable
 from workbench.tui.screens.base import PollingScreen
 from workbench.tui.widgets.project_table import ProjectTable
 from workbench.tui.widgets.title_bar import TitleBar
@@ -37,27 +38,51 @@ class ProjectsScreen(PollingScreen):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._had_entries: bool | None = None
+        self._polling = False
 
     def compose(self) -> ComposeResult:
         yield TitleBar(f"svd-workbench · projects · store {self.app.store_label}", id="title")
         yield ProjectTable(id="projects")
-        yield Static("No projects yet. Press n to create one.", id="empty", classes="empty-hint")
+        yield Static("Opening the store…", id="empty", classes="empty-hint")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        # The first read is synchronous so the first frame shows the projects.
-        self.show_entries(self.backend.list_projects())
-        self._version = self.backend.data_version()
-        self.start_polling()
+        # The first frame paints before the store package is even imported;
+        # the first read runs in a worker and starts the polling.
         self.query_one(ProjectTable).focus()
+        self.open_store()
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False, name="Open the store")
+    def open_store(self) -> None:
+        from store.errors import StoreError
+
+        try:
+            self.backend.open()
+            self._version = self.backend.data_version()
+            entries = self.backend.list_projects()
+        except StoreError as error:
+            self.post_message(StoreUnavailable(error))
+            return
+        self._loaded_at = time.monotonic()
+        self.post_message(ProjectsLoaded(entries))
 
     def on_screen_resume(self) -> None:
-        self.force_reload()
+        if self._polling:
+            self.force_reload()
+
+    @property
+    def loaded(self) -> bool:
+        """True once the store is open and the first read has been shown."""
+        return self._polling
 
     def read_data(self) -> None:
         self.post_message(ProjectsLoaded(self.backend.list_projects()))
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+        if not self._polling:
+            self._polling = True
+            self.query_one("#empty", Static).update("No projects yet. Press n to create one.")
+            self.start_polling()
         self.show_entries(message.entries)
 
     def show_entries(self, entries) -> None:
@@ -75,6 +100,8 @@ class ProjectsScreen(PollingScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("open_project", "delete_project") and self.highlighted is None:
             return None
+        if action == "new_project" and not self._polling:
+            return None  # the store is not open yet
         return True
 
     @on(DataTable.RowSelected, "#projects")
@@ -113,6 +140,8 @@ class ProjectsScreen(PollingScreen):
         def answered(delete: bool | None) -> None:
             if not delete:
                 return
+            from store.errors import JobConflict, ProjectNotFound
+
             try:
                 self.backend.delete_project(name)
             except (JobConflict, ProjectNotFound) as error:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from store.rows import LayerRow
-from workbench.records import LayerRecord
 from workbench.tui.data.format import layer_cells
+
+if TYPE_CHECKING:
+    from store.rows import LayerRow
+    from workbench.records import LayerRecord
 
 # (key, header, tooltip for the help screen). The first seven columns fit in
 # 80 terminal columns; the table scrolls sideways for the rest.

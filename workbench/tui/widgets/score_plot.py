@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual_plotext import PlotextPlot
 
-from store.rows import LayerRow
 from workbench.selection import format_ratio
+
+if TYPE_CHECKING:
+    from store.rows import LayerRow
 
 
 class ScorePlot(PlotextPlot):

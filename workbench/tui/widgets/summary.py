@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from store.rows import Project, Summary
 from workbench.report import human_count
 from workbench.selection import format_ratio
 from workbench.tui.data.format import score_text
+
+if TYPE_CHECKING:
+    from store.rows import Project, Summary
 
 
 def summary_text(project: Project, summary: Summary, layer_count: int) -> Text:
