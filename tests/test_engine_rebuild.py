@@ -424,6 +424,20 @@ def test_nested_full_rank_reproduces_model(rng, tmp_path):
     check_split(model, ranks, model_inputs(model, rng), tmp_path)
 
 
+def test_shared_sub_model_split_for_every_call(rng, tmp_path):
+    encoder_input = keras.Input((8, 8, 3))
+    encoder = keras.Model(encoder_input, L.Conv2D(4, 3, padding="same", name="conv")(encoder_input), name="encoder")
+    first, second = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
+    model = keras.Model([first, second], L.Subtract(name="difference")([encoder(first), encoder(second)]))
+    record = analyze_model(model).record("encoder/conv")
+    assert record.eligible
+    assert record.call_sites == 1
+    inputs = [rng.normal(size=(2, 8, 8, 3)).astype("float32") for _ in range(2)]
+    rebuilt = check_split(model, {"encoder/conv": 3}, inputs, tmp_path)
+    # The conv is the encoder's output, so its horizontal half keeps the name.
+    assert [layer.name for layer in rebuilt.get_layer("encoder").layers[1:]] == ["conv_v", "conv"]
+
+
 def test_layer_settings_carry_over(rng, tmp_path):
     inputs = keras.Input((9, 9, 3))
     conv = L.Conv2D(

@@ -298,6 +298,10 @@ def analyze_model(model) -> ModelAnalysis:
     Layers of nested Functional and Sequential sub-models are included under their
     paths. A nested subclassed model appears as one record that is not eligible.
 
+    NOTE: a sub-model called at several call sites (a shared encoder) runs its
+    layers once per call, but their MACs are counted once. Splitting such a layer
+    is still correct, because every call uses the split pair.
+
     Raises:
         UnsupportedModelError: for a subclassed or unbuilt model.
     """
