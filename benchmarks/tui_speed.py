@@ -4,9 +4,9 @@ First paint: the real entry point (`python -m workbench.cli --store PATH`)
 runs under a pseudo-terminal of 80x24 with TERM=xterm-256color. The clock
 starts just before the process is forked. "First paint" stops when the
 terminal output first contains the projects screen's title, and "projects
-shown" when it contains the project's model file name: the app paints its
-first screen before it opens the store, then fills the table from a worker
-thread. Each run then quits with Ctrl+Q.
+shown" when it contains the project's model file name. The two differ
+because the app paints its first screen before it opens the store, then fills
+the table from a worker thread. Each run then quits with Ctrl+Q.
 
 Edit latency: the app runs headless (`App.run_test`) on a project of 200
 synthetic 3x3 conv layers with 9 cached candidate scores each. Each edit is

@@ -1,7 +1,7 @@
 """Stores for the terminal app's tests, filled through the store API without TensorFlow.
 
 Imported by the other tests of the app (`from test_tui_support import ...`);
-it holds no tests itself.
+it contains no tests.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Reads go through a read-only connection, the one the screens poll; edits go
 through a second, read-write connection. Both are `store.Store` objects, which
 serialise their use across threads, so the polling workers and the UI thread
-can share them. Each read method runs short store transactions and holds none
-open when it returns.
+can share them. Each read method runs short store transactions and leaves
+none open when it returns.
 
 Jobs (layer analysis, search, export) run in processes of their own, started
 with `workbench.jobs.launch_job`; this module only starts and cancels them.

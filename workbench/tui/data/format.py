@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from store.rows import LayerRow
     from workbench.records import LayerRecord
 
-# Longest layer name shown in full; longer names keep their tail, the most
-# specific part of a nested path.
+# Maximum length of a layer name in the table. Longer names keep their end,
+# the most specific part of a nested path.
 NAME_WIDTH = 22
 
 
@@ -56,7 +56,7 @@ def drop_cell(row: LayerRow) -> str:
 
 
 def scores_cell(row: LayerRow, candidates: int) -> str:
-    """How many of the layer's candidate ratios have a cached score, e.g. '7/9'."""
+    """Return how many of the layer's candidate ratios have a cached score, e.g. '7/9'."""
     if not row.eligible or row.ignored:
         return "-"
     return f"{candidates - row.missing}/{candidates}"

@@ -1,6 +1,6 @@
 """User keymap: binding ids mapped to keys, read from a TOML file.
 
-The file holds `binding-id = "keys"` lines, at the top level or under a
+The file contains `binding-id = "keys"` lines, at the top level or under a
 `[keymap]` table, e.g. `"project.undo" = "u,ctrl+z,backspace"`. Binding ids
 are listed in the F1 help of each screen.
 """

@@ -103,9 +103,9 @@ class ProjectView:
 def search_status(view: ProjectView) -> str:
     """Return the search status of a project for the projects table.
 
-    A live job comes first ('searching 12/90', 'analysis queued'); then a
-    project without layers ('not analysed', 'analysis failed'); then the score
-    cache ('complete', 'not searched', '40 missing').
+    A live job comes first ('searching 12/90', 'analysis queued'). Next comes
+    a project without layers ('not analysed', 'analysis failed'), and then the
+    state of the score cache ('complete', 'not searched', '40 missing').
     """
     latest = view.latest
     if latest is not None and latest.live:

@@ -10,10 +10,9 @@ from textual.widgets import Button, Label, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Ask a question; dismiss with True for yes, False for no.
+    """Ask a yes/no question; dismiss with True for yes, False for no.
 
-    The focus starts on the safe answer, No, so Enter alone never confirms a
-    destructive action.
+    The focus starts on No, so Enter alone never confirms a destructive action.
     """
 
     BINDINGS = [

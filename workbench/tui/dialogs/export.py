@@ -11,7 +11,7 @@ from workbench.tui.dialogs.value import ValueDialog
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """Where to write the compressed model; `force` replaces an existing file."""
+    """Output path of the compressed model, and whether to replace an existing file."""
 
     output: str
     force: bool

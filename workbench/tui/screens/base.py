@@ -1,4 +1,4 @@
-"""What every full screen of the app shares: store polling and screen help."""
+"""Base class of the full screens: polling of the store in a worker thread."""
 
 from __future__ import annotations
 

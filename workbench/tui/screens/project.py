@@ -88,6 +88,7 @@ class ProjectScreen(PollingScreen):
         self.plot_choice: bool | None = None  # None: by terminal height
         self._watched_exports: set[int] = set()
         self._binding_state: tuple | None = None
+        self._gone = False
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.project_name, id="title")
@@ -98,7 +99,11 @@ class ProjectScreen(PollingScreen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        view = self.backend.load_project(self.project_name)
+        try:
+            view = self.backend.load_project(self.project_name)
+        except ProjectNotFound:
+            self.post_message(ProjectGone(self.project_name))
+            return
         self._version = self.backend.data_version()
         self.render_view(view)
         self.update_plot_visibility()
@@ -124,8 +129,17 @@ class ProjectScreen(PollingScreen):
         self.render_view(message.view)
 
     def on_project_gone(self, message: ProjectGone) -> None:
+        if self._gone:
+            return
+        self._gone = True
         self.notify(f"Project {message.name} was deleted.", severity="warning")
-        self.app.pop_screen()
+        if self.is_current:
+            self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        # A dialog was open when the project disappeared: leave once it closes.
+        if self._gone:
+            self.app.pop_screen()
 
     def render_view(self, view: ProjectView) -> None:
         """Draw every panel from `view`; cheap enough to run after each edit."""
@@ -157,18 +171,28 @@ class ProjectScreen(PollingScreen):
         return ""
 
     def watch_exports(self, view: ProjectView) -> None:
-        """Show the result of an export job this screen saw running, once it ends."""
+        """Show the result of an export job this screen started or saw running, once it ends."""
         if view.active is not None and view.active.job.kind == "export":
             self._watched_exports.add(view.active.job.id)
-        latest = view.latest
-        if latest is None or latest.job.id not in self._watched_exports or latest.live:
-            return
-        self._watched_exports.discard(latest.job.id)
-        if latest.liveness == "done" and view.last_export is not None:
-            self.app.push_screen(MessageDialog("Export finished", export_summary(view.last_export)))
-        else:
-            detail = latest.job.error or f"The export job ended as {latest.liveness}."
-            self.app.push_screen(MessageDialog("Export failed", detail, error=True))
+        for job_id in sorted(self._watched_exports):
+            if view.active is not None and view.active.job.id == job_id:
+                continue
+            if view.latest is not None and view.latest.job.id == job_id:
+                ended = view.latest
+            else:
+                try:
+                    ended = self.backend.job(job_id)
+                except LookupError:  # JobNotFound: deleted with its project
+                    self._watched_exports.discard(job_id)
+                    continue
+            if ended.live:
+                continue
+            self._watched_exports.discard(job_id)
+            if ended.liveness == "done" and view.last_export is not None:
+                self.app.push_screen(MessageDialog("Export finished", export_summary(view.last_export)))
+            else:
+                detail = ended.job.error or f"The export job ended as {ended.liveness}."
+                self.app.push_screen(MessageDialog("Export failed", detail, error=True))
 
     # Highlighted layer and plot -----------------------------------------------
 
@@ -265,7 +289,10 @@ class ProjectScreen(PollingScreen):
             self.notify(str(error), severity="error", timeout=8)
             return None
         self.generation += 1
-        self.render_view(self.backend.reload_selection(self.view))
+        try:
+            self.render_view(self.backend.reload_selection(self.view))
+        except ProjectNotFound:
+            self.post_message(ProjectGone(self.project_name))
         return result
 
     def action_step(self, direction: int) -> None:

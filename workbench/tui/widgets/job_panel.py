@@ -65,7 +65,7 @@ class JobPanel(Horizontal):
 
 
 def latest_outcome(view: JobView) -> str:
-    """One line on a finished job, e.g. 'Search done: 90/90' or 'Export failed: <first line>'."""
+    """Return one line on a finished job, e.g. 'Search done: 90/90' or 'Export failed: <first line>'."""
     job = view.job
     text = f"{view.noun.capitalize()} {view.liveness}"
     if view.liveness == "failed" and job.error:

@@ -28,17 +28,20 @@ def summary_text(project: Project, summary: Summary, layer_count: int) -> Text:
     if summary.predicted is not None:
         text.append(" (estimate)", "dim")
     text.append("\n")
+
     text.append("Ratio   ", "bold")
     text.append(f"target {format_ratio(project.target)} {project.metric} · achieved ")
     text.append(f"{achieved:.3f}", "bold green" if met else "bold yellow")
     text.append(" (met)" if met else " (above target)", "green" if met else "yellow")
     text.append(f" · MAC {summary.mac_ratio:.3f} · memory {summary.memory_ratio:.3f}")
     text.append("\n")
+
     text.append("Cost    ", "bold")
     text.append(f"MACs {human_count(summary.macs_before)} → {human_count(summary.macs_after)}")
     text.append(f" · params {human_count(summary.params_before)} → {human_count(summary.params_after)}")
     text.append(f" · memory {human_count(summary.memory_before)} → {human_count(summary.memory_after)}")
     text.append("\n")
+
     parts = [f"{summary.compressed_layers} of {layer_count} layers compressed"]
     if project.ignored:
         parts.append(f"{len(project.ignored)} ignored")
