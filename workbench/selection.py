@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable, Mapping, Sequence
 
-from workbench.costs import CostItem, CostMetric, check_multiplicity, check_ratio, model_cost
+from workbench.costs import CostItem, CostMetric, check_multiplicity, check_ratio, layer_cost, model_cost
 
 ScoreDict = dict[str, dict[Decimal, float]]
 
@@ -167,8 +167,22 @@ def greedy_select(
     if use_monotonic_fit:
         curves = fit_scores(curves)
 
+    # Each layer's cost at each candidate is computed once; a selection's cost is
+    # then the full cost minus the savings of its selected candidates.
+    full_cost = model_cost(items, {}, metric, multiplicity).original
+    savings = {
+        layer: {
+            ratio: by_name[layer].original_cost(metric) - layer_cost(by_name[layer], ratio, metric, multiplicity)
+            for ratio in curve
+        }
+        for layer, curve in curves.items()
+    }
+
     def ratio_of(selection) -> float:
-        return model_cost(items, selection, metric, multiplicity).ratio
+        if not full_cost:
+            return 1.0
+        saved = sum(savings[layer][ratio] for layer, ratio in selection.items() if ratio is not None)
+        return (full_cost - saved) / full_cost
 
     notes: list[str] = []
     flat_layers = sorted(layer for layer, curve in curves.items() if is_flat(curve))
