@@ -3,7 +3,8 @@
 A `CandidateEvaluator` holds one loaded model, computes each layer's SVD once, and
 scores a (layer, ratio) candidate by substituting the rank-r kernel in place, so
 no candidate copies, rebuilds or saves the model. Used by `compress_model` in
-process and by the search job's worker processes.
+process and by the search job's worker processes. Importing this module does not
+import TensorFlow, so checking an evaluator's signature stays cheap.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from decimal import Decimal
 from typing import Callable
 
 from workbench.costs import metric_name
-from workbench.engine.layers import analyze_model, iter_layers
-from workbench.engine.svd import LayerSVD, substituted_kernel
 from workbench.selection import format_ratio
 
 
@@ -148,20 +147,25 @@ class CandidateEvaluator:
         self.iterations = iterations
         self.metric = metric_name(metric)
         self.multiplicity = multiplicity
+        from workbench.engine.layers import analyze_model, iter_layers
+
         self.analysis = analyze_model(model)
         self.records = {record.name: record for record in self.analysis.layers}
         self.layers = dict(iter_layers(model))
         self.use_cuda = gpu_available() if use_cuda is None else use_cuda
         self.timing = Timing()
-        self._svds: dict[str, LayerSVD] = {}
+        self._svds: dict = {}
 
-    def svd(self, layer: str) -> LayerSVD:
+    def svd(self, layer: str):
+        """Return the layer's `LayerSVD`, computed on first use."""
+        from workbench.engine.svd import LayerSVD
+
         if layer not in self._svds:
             self._svds[layer] = LayerSVD(self.layers[layer].kernel.numpy())
         return self._svds[layer]
 
     @property
-    def svds(self) -> dict[str, LayerSVD]:
+    def svds(self) -> dict:
         return dict(self._svds)
 
     def rank(self, layer: str, ratio) -> int:
@@ -191,6 +195,8 @@ class CandidateEvaluator:
         try:
             rank = self.rank(layer, ratio)
             kernel = self.svd(layer).kernel(rank)
+            from workbench.engine.svd import substituted_kernel
+
             with substituted_kernel(self.layers[layer], kernel):
                 return rank, self._call(layer, ratio)
         finally:
