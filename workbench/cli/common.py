@@ -46,12 +46,14 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
-# Informational lines that TensorFlow's C++ runtime writes straight to file
-# descriptor 2 while it loads, before absl logging is set up, so that
-# TF_CPP_MIN_LOG_LEVEL cannot hide them (seen with TensorFlow 2.21).
+# Lines that TensorFlow's C++ runtime writes straight to file descriptor 2 while
+# it loads, before absl logging is set up, so that TF_CPP_MIN_LOG_LEVEL cannot
+# hide them (seen with TensorFlow 2.21): informational and warning lines, and the
+# cuInit error that every machine without an NVIDIA driver prints.
 STARTUP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
+    r"|E\d{4} [\d:.]+\s+\d+ cuda_platform\.cc:\d+\] failed call to cuInit: )"
 )
 
 
@@ -70,7 +72,10 @@ def quiet_tensorflow() -> None:
         os.dup2(capture.fileno(), 2)
         try:
             import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # The cuInit error comes when the GPU list is first read, not at import.
+            tensorflow.config.list_physical_devices("GPU")
         finally:
             sys.stderr.flush()
             os.dup2(saved_stderr, 2)
