@@ -88,7 +88,7 @@ def test_open_project_shows_layers_and_summary(tmp_path):
             screen = await open_demo(pilot)
             table = screen.query_one(LayerTable)
             assert table.row_count == 15
-            assert cell(table, "block1/project3", "eligible") == "1x1 kernel: nothing to split"
+            assert cell(table, "block1/project3", "eligible") == "1x1 kernel"
             assert cell(table, "block0/conv1", "scores") == "9/9"
             text = screen_text(pilot.app)
             assert "baseline 0.9000" in text
@@ -529,6 +529,7 @@ def test_help_lists_keys_of_screen(tmp_path):
             assert "app.help" in ids
             keys = {binding_id: keys for keys, _, _, binding_id in help_screen.rows}
             assert keys["project.undo"] == "u ^z"
+            assert keys["project.exact-ratio"] == "e ⏎"
             assert keys["project.ratio-down"] == "[ -"
             await pilot.press("escape")
             assert isinstance(pilot.app.screen, ProjectScreen)
@@ -545,8 +546,8 @@ def test_palette_offers_available_actions(tmp_path):
             provider = ActionsProvider(screen)
             titles = [hit.text async for hit in provider.discover()]
             assert "Undo the last edit" in titles
-            assert "Rerun greedy selection for the target on the cached scores" in titles
-            assert "Stop the running search; cached scores are kept" not in titles
+            assert "Auto-select: rerun greedy selection for the target on the cached scores" in titles
+            assert not any(title.startswith("Cancel search") for title in titles)
             hits = [hit async for hit in provider.search("undo")]
             assert hits
             layer, _ = first_compressed_layer(path)
@@ -656,3 +657,129 @@ def test_bad_store_shows_error_and_quits(tmp_path):
     assert app.return_code == 1
     assert "corrupt" in str(app.startup_error)
     assert bad.read_bytes() == b"not sqlite at all, just text" * 100
+
+
+def test_palette_finds_export_by_name(tmp_path):
+    path = make_store(tmp_path)
+
+    async def body():
+        async with make_app(path).run_test(size=SIZE) as pilot:
+            screen = await open_demo(pilot)
+            provider = ActionsProvider(screen)
+            for query in ("export", "exp"):
+                hits = [hit async for hit in provider.search(query)]
+                assert hits, query
+                best = max(hits, key=lambda hit: hit.score)
+                assert "project.export" in best.help, (query, best.text)
+            for query, binding_id in (("search", "project.search"), ("undo", "project.undo"),
+                                      ("auto-select", "project.auto-select"), ("help", "app.help")):
+                hits = [hit async for hit in provider.search(query)]
+                assert any(binding_id in hit.help for hit in hits), query
+
+    run(body())
+
+
+def make_flat_curve(path, layer: str) -> None:
+    """Give `layer` the same cached score at every candidate, so auto-select adds a flat-curve note."""
+    from workbench.selection import candidate_ratios
+
+    with open_store(path) as store:
+        project = store.get_project(PROJECT)
+        key = store.score_key(PROJECT)
+        store.put_scores(key, [(layer, ratio, 0.85) for ratio in candidate_ratios(project.candidates)])
+
+
+def test_auto_select_notes_stay_out_of_dialogs(tmp_path):
+    path = make_store(tmp_path)
+    layer, _ = first_compressed_layer(path)
+    make_flat_curve(path, layer)
+
+    async def body():
+        async with make_app(path).run_test(size=(80, 24)) as pilot:
+            screen = await open_demo(pilot)
+            await pilot.press("a")
+            await pilot.pause()
+            messages = [str(note.message) for note in pilot.app._notifications]
+            assert len(messages) == 1
+            assert "score the same at every candidate" not in messages[0]
+            assert len(messages[0]) <= 120
+            assert screen.selection_notes
+            text = screen_text(pilot.app)
+            assert "Note" in text
+            assert "Layers" in text
+            await pilot.press("t")
+            assert isinstance(pilot.app.screen, ValueDialog)
+            assert not pilot.app._notifications
+            await pilot.press("escape")
+            await pilot.press("l")
+            dialog = pilot.app.screen
+            assert isinstance(dialog, MessageDialog)
+            assert "score the same at every candidate ratio" in str(dialog.body)
+
+    run(body())
+
+
+def test_dialog_clears_notifications(tmp_path):
+    path = make_store(tmp_path)
+
+    async def body():
+        async with make_app(path).run_test(size=(80, 24)) as pilot:
+            await open_demo(pilot)
+            pilot.app.notify("first line\n" * 10)
+            await pilot.pause()
+            assert pilot.app._notifications
+            await pilot.press("x")
+            assert isinstance(pilot.app.screen, ExportDialog)
+            assert not pilot.app._notifications
+
+    run(body())
+
+
+def fail_search(path, error: str) -> None:
+    with open_store(path) as store:
+        job = store.create_job(PROJECT, "search")
+        store.start_job(job.id, log_path=str(path.parent / "job-1.log"))
+        store.fail_job(job.id, error)
+
+
+def test_failed_search_shows_in_list_and_log(tmp_path):
+    path = make_store(tmp_path, scored=False)
+    error = "Evaluator returned NaN for the baseline.\n\nTraceback (most recent call last):\n  File \"eval.py\", line 9"
+    fail_search(path, error)
+
+    async def body():
+        async with make_app(path).run_test(size=(80, 24)) as pilot:
+            await wait_loaded(pilot)
+            table = pilot.app.screen.query_one(ProjectTable)
+            assert cell(table, PROJECT, "status") == "search failed"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(pilot.app.screen, ProjectScreen)
+            await pilot.press("l")
+            dialog = pilot.app.screen
+            assert isinstance(dialog, MessageDialog)
+            body_text = str(dialog.body)
+            assert 'File "eval.py", line 9' in body_text
+            assert "job-1.log" in body_text
+            await pilot.press("escape")
+            assert isinstance(pilot.app.screen, ProjectScreen)
+
+    run(body())
+
+
+def test_summary_fits_80_columns(tmp_path):
+    path = make_store(tmp_path)
+    with open_store(path) as store:
+        store.update_project(PROJECT, target=Decimal("0.05"), metric="memory")
+        store.auto_select(PROJECT)
+
+    async def body():
+        async with make_app(path).run_test(size=(80, 24)) as pilot:
+            screen = await open_demo(pilot)
+            lines = str(screen.query_one(SummaryPanel).render()).splitlines()
+            assert [line.split()[0] for line in lines] == ["Score", "Ratio", "Cost", "Layers"]
+            assert "(missed)" in lines[1]
+            for line in lines:
+                assert len(line) <= 78, line
+
+    run(body())

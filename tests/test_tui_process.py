@@ -117,3 +117,14 @@ def test_entry_point_reports_bad_store(tmp_path):
         os.close(master)
     assert status == 1
     assert b"corrupt" in output
+
+
+def test_entry_point_without_terminal_refuses(tmp_path):
+    store = make_store(tmp_path)
+    completed = subprocess.run(
+        app_command(store), stdin=subprocess.DEVNULL, capture_output=True, timeout=120, env=app_env(), cwd=ROOT
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.decode().strip().endswith("use a command such as 'svd-workbench list' in scripts")
+    assert b"\x1b" not in completed.stdout
+    assert completed.stdout == b""

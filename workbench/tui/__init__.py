@@ -19,8 +19,18 @@ def run_app(store_path: str | Path, project: str | None = None) -> int:
     Returns:
         0 after a normal quit or a hang-up; 1 if the store cannot be opened.
         The app shows that error, and it is printed to stderr after the app
-        has restored the terminal.
+        has restored the terminal. 2, with a one-line error on stderr and
+        nothing started, when stdin or stdout is not a terminal (a script or
+        a pipe), because the app would write escape codes there.
     """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(
+            "svd-workbench: the terminal app needs an interactive terminal; "
+            "use a command such as 'svd-workbench list' in scripts",
+            file=sys.stderr,
+        )
+        return 2
+
     from workbench.tui.app import WorkbenchApp
 
     app = WorkbenchApp(store_path, project=project)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from workbench.tui.commands import ActionsProvider
@@ -42,9 +43,9 @@ class WorkbenchApp(App[int]):
     TITLE = "svd-workbench"
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
-        Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="Keys and columns of this screen"),
+        Binding("f1,question_mark", "help", "Help", id="app.help", tooltip="Help: keys and columns of this screen"),
         Binding("ctrl+p", "command_palette", "Commands", id="app.command-palette", show=False, priority=True,
-                tooltip="Search every action available here"),
+                tooltip="Commands: search every action available here"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True,
                 tooltip="Quit; running jobs keep running"),
         Binding("ctrl+c", "help_quit", show=False, system=True, id="app.help-quit"),
@@ -117,6 +118,16 @@ class WorkbenchApp(App[int]):
         from workbench.tui.screens.project import ProjectScreen
 
         self.push_screen(ProjectScreen(name))
+
+    def push_screen(self, screen, *args, **kwargs):
+        """Push `screen`; a dialog first clears the notifications.
+
+        Notifications are drawn above every screen, so at 80x24 a few of them
+        would hide the fields of a dialog opened next.
+        """
+        if isinstance(screen, ModalScreen):
+            self.clear_notifications()
+        return super().push_screen(screen, *args, **kwargs)
 
     def action_help(self) -> None:
         if isinstance(self.screen, (HelpScreen, TooSmallScreen)):

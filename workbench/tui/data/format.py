@@ -69,8 +69,9 @@ def kernel_cell(record: LayerRecord | None) -> str:
 
 
 def eligible_cell(row: LayerRow) -> str:
+    """Eligible column: 'yes', 'ignored', or the reason up to its first ':' (the plot title has all of it)."""
     if not row.eligible:
-        return row.reason or "not eligible"
+        return (row.reason or "not eligible").split(":", 1)[0].strip()
     if row.ignored:
         return "ignored"
     return "yes"

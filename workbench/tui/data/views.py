@@ -105,7 +105,8 @@ def search_status(view: ProjectView) -> str:
 
     A live job comes first ('searching 12/90', 'analysis queued'). Next comes
     a project without layers ('not analysed', 'analysis failed'), and then the
-    state of the score cache ('complete', 'not searched', '40 missing').
+    state of the score cache ('complete', 'not searched', '40 missing'), with
+    the outcome of a failed, dead or cancelled last search ('search failed').
     """
     latest = view.latest
     if latest is not None and latest.live:
@@ -117,10 +118,13 @@ def search_status(view: ProjectView) -> str:
     summary = view.summary
     if summary.missing_scores == 0 and not summary.baseline_missing:
         return "complete"
+    search_ended = latest is not None and latest.job.kind == "search" and latest.liveness in ("failed", "dead", "cancelled")
     if summary.baseline_missing and not any(row.scores for row in view.rows):
-        return "not searched"
+        # A search that failed before its first score (an evaluator that
+        # raises or returns NaN) still shows as failed, as `svd-workbench list` does.
+        return latest.describe() if search_ended else "not searched"
     missing = f"{summary.missing_scores} missing"
-    if latest is not None and latest.job.kind == "search" and latest.liveness in ("failed", "dead", "cancelled"):
+    if search_ended:
         return f"{latest.describe()}, {missing}"
     return missing
 

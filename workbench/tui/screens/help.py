@@ -17,7 +17,7 @@ def key_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
     Covers the bindings of the focused widget, the screen and the app, as
     Textual resolves them, with every key of a binding listed together.
     Bindings without an id (the built-in cursor keys of tables and inputs)
-    are left out.
+    are left out; keys a screen lists in `EXTRA_HELP_KEYS` are added.
     """
     app = screen.app
     rows: dict[str, list] = {}
@@ -31,6 +31,11 @@ def key_rows(screen: Screen) -> list[tuple[str, str, str, str]]:
             rows[binding.id] = [[display], binding.description, binding.tooltip, binding.id, active.enabled]
         elif display not in entry[0]:
             entry[0].append(display)
+    # Keys handled outside the screen's bindings (Enter on a table) that
+    # trigger the same action; a screen names them in EXTRA_HELP_KEYS.
+    for binding_id, keys in getattr(screen, "EXTRA_HELP_KEYS", {}).items():
+        if binding_id in rows:
+            rows[binding_id][0].extend(app.get_key_display(Binding(key, "")) for key in keys)
     return [(" ".join(keys), description, tooltip, binding_id) for keys, description, tooltip, binding_id, _ in rows.values()]
 
 

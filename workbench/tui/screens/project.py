@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.table import Table
+from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,7 +18,7 @@ from workbench.report import human_count
 from workbench.selection import SelectionResult, format_ratio
 from workbench.tui.data.format import score_text
 from workbench.tui.data.ratios import parse_ratio, ratio_error, step_ratio
-from workbench.tui.data.views import ProjectView
+from workbench.tui.data.views import JobView, ProjectView
 from workbench.tui.dialogs.export import ExportDialog, ExportRequest
 from workbench.tui.dialogs.message import MessageDialog
 from workbench.tui.dialogs.value import ValueDialog
@@ -45,38 +46,44 @@ class ProjectScreen(PollingScreen):
 
     BINDINGS = [
         Binding("left_square_bracket,minus", "step(-1)", "Ratio-", key_display="[", id="project.ratio-down",
-                tooltip="Compress the highlighted layer more: the next smaller candidate ratio", group=RATIO_KEYS),
+                tooltip="Ratio down: compress the highlighted layer more (next smaller candidate)", group=RATIO_KEYS),
         Binding("right_square_bracket,plus", "step(1)", "Ratio+", key_display="]", id="project.ratio-up",
-                tooltip="Compress the highlighted layer less: the next larger candidate, then none", group=RATIO_KEYS),
+                tooltip="Ratio up: compress the highlighted layer less (next larger candidate, then none)", group=RATIO_KEYS),
         Binding("e", "exact_ratio", "Exact", id="project.exact-ratio", show=False,
-                tooltip="Type an exact ratio in (0, 1] for the highlighted layer"),
+                tooltip="Exact ratio: type a ratio in (0, 1] for the highlighted layer"),
         Binding("n", "uncompress", "None", id="project.uncompress",
-                tooltip="Leave the highlighted layer uncompressed"),
+                tooltip="Leave uncompressed: keep the highlighted layer as it is"),
         Binding("i", "ignore", "Ignore", id="project.ignore", show=False,
-                tooltip="Ignore the highlighted layer in auto-select, or stop ignoring it"),
+                tooltip="Ignore layer: leave the highlighted layer out of auto-select, or take it back"),
         Binding("u,ctrl+z", "undo", "Undo", id="project.undo", tooltip="Undo the last edit"),
         Binding("a", "auto_select", "Auto", id="project.auto-select",
-                tooltip="Rerun greedy selection for the target on the cached scores"),
+                tooltip="Auto-select: rerun greedy selection for the target on the cached scores"),
         Binding("t", "target", "Target", id="project.target", show=False,
-                tooltip="Change the target ratio and rerun auto-select"),
+                tooltip="Set target: change the target ratio and rerun auto-select"),
         Binding("s", "search", "Search", id="project.search",
-                tooltip="Start or resume the score search as a background job"),
+                tooltip="Search: start or resume the score search as a background job"),
         Binding("c", "cancel_search", "Cancel", id="project.cancel-search",
-                tooltip="Stop the running search; cached scores are kept"),
+                tooltip="Cancel search: stop the running search; cached scores are kept"),
         Binding("x", "export", "Export", id="project.export",
-                tooltip="Write the compressed model as a background job"),
+                tooltip="Export: write the compressed model as a background job"),
+        Binding("l", "job_log", "Log", id="project.job-log",
+                tooltip="Job log: the last job's full error, traceback and log path, and auto-select notes"),
         Binding("r", "analyse", "Analyse", id="project.analyse", show=False,
-                tooltip="Run the layer analysis of the model file again"),
+                tooltip="Analyse: run the layer analysis of the model file again"),
         Binding("p", "toggle_plot", "Plot", id="project.toggle-plot", show=False,
-                tooltip="Show or hide the score plot of the highlighted layer"),
+                tooltip="Plot: show or hide the score plot of the highlighted layer"),
         Binding("escape,q", "back", "Back", id="project.back", tooltip="Back to the projects"),
     ]
+    # Enter on the layer table (its own select binding) also opens the exact
+    # ratio dialog; the F1 help lists it beside the binding's keys.
+    EXTRA_HELP_KEYS = {"project.exact-ratio": ("enter",)}
     HELP = (
         "Ratio: chosen cost ratio of a layer (* manual edit, none: uncompressed, ign: ignored). "
         "Rank: rank at that ratio / max rank. Score: cached score with only this layer compressed "
         "(~ interpolated between candidates). Drop: baseline minus score. Cost%: share of the "
-        "model's original cost. Done: candidates with a cached score. Edits recompute from cached "
-        "scores at once; the predicted score is an estimate that adds up per-layer drops. "
+        "model's original cost. Done: candidates with a cached score. Eligible: why a layer "
+        "cannot be split, in short; the plot title (p) has the full reason. Edits recompute from "
+        "cached scores at once; the predicted score is an estimate that adds up per-layer drops. "
         "Search, analysis and export run as separate processes and keep running when the app quits."
     )
 
@@ -89,6 +96,9 @@ class ProjectScreen(PollingScreen):
         self._watched_exports: set[int] = set()
         self._binding_state: tuple | None = None
         self._gone = False
+        # Notes of the last auto-select of this session (flat curves, a missed
+        # target); the summary shows the first, the job log dialog all of them.
+        self.selection_notes: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.project_name, id="title")
@@ -151,7 +161,7 @@ class ProjectScreen(PollingScreen):
         )
         summary_panel = self.query_one(SummaryPanel)
         if view.rows:
-            summary_panel.show(project, view.summary, len(view.rows))
+            summary_panel.show(project, view.summary, len(view.rows), self.selection_notes)
         elif view.latest is not None and view.latest.job.kind == "analyse" and view.latest.live:
             summary_panel.show_message("No layers yet: the layer analysis is running.")
         else:
@@ -267,6 +277,8 @@ class ProjectScreen(PollingScreen):
         if action == "export":
             export_live = view.active is not None and view.active.job.kind == "export"
             return True if has_layers and not export_live else None
+        if action == "job_log":
+            return True if view.latest is not None or self.selection_notes else None
         if action == "analyse":
             return None if view.active is not None else True
         return True
@@ -359,9 +371,14 @@ class ProjectScreen(PollingScreen):
     def report_selection(self, result: SelectionResult) -> None:
         metric = self.view.project.metric if self.view else ""
         message = f"Auto-select for target {format_ratio(result.target)}: achieved {result.achieved:.4f} ({metric})."
+        # The notes can fill ten lines of a notification at 80 columns: the
+        # summary shows the first one and the job log dialog (l) all of them.
+        self.selection_notes = list(result.notes)
         if result.notes:
-            message += " " + result.message
-        self.notify(message, severity="information" if result.reachable else "warning", timeout=10)
+            message += " Notes: see the summary; l shows them in full."
+        self.notify(message, severity="information" if result.reachable else "warning")
+        if self.view is not None:
+            self.render_view(self.view)
 
     def action_target(self) -> None:
         if self.view is None:
@@ -440,6 +457,16 @@ class ProjectScreen(PollingScreen):
 
         self.app.push_screen(ExportDialog(view.project.name, default), chosen)
 
+    def action_job_log(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        latest = view.latest
+        error = latest is not None and latest.liveness in ("failed", "dead", "stale")
+        self.app.push_screen(
+            MessageDialog(job_log_title(latest), job_log_text(latest, self.selection_notes), error=error)
+        )
+
     def action_back(self) -> None:
         self.app.pop_screen()
 
@@ -458,3 +485,28 @@ def export_summary(export: Export) -> Table:
     table.add_row("Layers split", f"{compressed} of {len(export.ratios)}")
     return table
 
+
+
+def job_log_title(latest: JobView | None) -> str:
+    if latest is None:
+        return "Auto-select notes"
+    return f"Job {latest.job.id}: {latest.describe()}"
+
+
+def job_log_text(latest: JobView | None, notes: list[str]) -> Text:
+    """Return the full text of the job log dialog: the job's error with its traceback, the log path, the notes."""
+    text = Text()
+    if latest is not None:
+        job = latest.job
+        text.append(f"{latest.noun.capitalize()} job {job.id}, {latest.liveness}", "bold")
+        text.append(f" · started {job.started or '-'} · finished {job.finished or '-'}\n")
+        text.append("Log file: ", "bold")
+        text.append(f"{job.log_path or 'none recorded'}\n")
+        if job.error:
+            text.append("\nError\n", "bold")
+            text.append(job.error.rstrip() + "\n")
+    if notes:
+        text.append("\nAuto-select notes\n", "bold")
+        for note in notes:
+            text.append(note + "\n")
+    return text

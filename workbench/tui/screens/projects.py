@@ -23,9 +23,9 @@ class ProjectsScreen(PollingScreen):
 
     BINDINGS = [
         Binding("enter,o", "open_project", "Open", id="projects.open", tooltip="Open the highlighted project"),
-        Binding("n", "new_project", "New", id="projects.new", tooltip="Create a project and analyse its model"),
+        Binding("n", "new_project", "New", id="projects.new", tooltip="New project: create a project and analyse its model"),
         Binding(
-            "d,delete", "delete_project", "Delete", id="projects.delete", tooltip="Delete the highlighted project"
+            "d,delete", "delete_project", "Delete", id="projects.delete", tooltip="Delete project: delete the highlighted project and its records"
         ),
         Binding("q", "app.quit", "Quit", id="projects.quit", tooltip="Quit; running jobs keep running"),
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from rich.text import Text
 from textual.widgets import Static
@@ -15,8 +15,11 @@ if TYPE_CHECKING:
     from store.rows import Project, Summary
 
 
-def summary_text(project: Project, summary: Summary, layer_count: int) -> Text:
-    """Render the summary as four lines that fit in 80 columns."""
+def summary_text(project: Project, summary: Summary, layer_count: int, notes: Sequence[str] = ()) -> Text:
+    """Render the summary as four lines of at most 78 columns, plus the first of `notes` when given.
+
+    A long note is cut with an ellipsis; the job log dialog shows it in full.
+    """
     achieved = summary.memory_ratio if project.metric == "memory" else summary.mac_ratio
     met = achieved <= float(project.target)
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -32,8 +35,8 @@ def summary_text(project: Project, summary: Summary, layer_count: int) -> Text:
     text.append("Ratio   ", "bold")
     text.append(f"target {format_ratio(project.target)} {project.metric} · achieved ")
     text.append(f"{achieved:.3f}", "bold green" if met else "bold yellow")
-    text.append(" (met)" if met else " (above target)", "green" if met else "yellow")
-    text.append(f" · MAC {summary.mac_ratio:.3f} · memory {summary.memory_ratio:.3f}")
+    text.append(" (met)" if met else " (missed)", "green" if met else "yellow")
+    text.append(f" · MAC {summary.mac_ratio:.3f} · mem {summary.memory_ratio:.3f}")
     text.append("\n")
 
     text.append("Cost    ", "bold")
@@ -48,18 +51,24 @@ def summary_text(project: Project, summary: Summary, layer_count: int) -> Text:
     parts.append("all scores cached" if summary.missing_scores == 0 else f"{summary.missing_scores} scores missing")
     text.append("Layers  ", "bold")
     text.append(" · ".join(parts))
+    if notes:
+        text.append("\n")
+        text.append("Note    ", "bold yellow")
+        text.append(notes[0] + (f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""))
     return text
 
 
 class SummaryPanel(Static):
-    """Four lines of model-level numbers, redrawn after every edit and poll."""
+    """Four lines of model-level numbers and an optional note, redrawn after every edit and poll."""
 
     DEFAULT_CSS = """
-    SummaryPanel { height: 4; padding: 0 1; }
+    SummaryPanel { height: 4; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def show(self, project: Project, summary: Summary, layer_count: int) -> None:
-        self.update(summary_text(project, summary, layer_count))
+    def show(self, project: Project, summary: Summary, layer_count: int, notes: Sequence[str] = ()) -> None:
+        self.styles.height = 5 if notes else 4
+        self.update(summary_text(project, summary, layer_count, notes))
 
     def show_message(self, message: str) -> None:
+        self.styles.height = 4
         self.update(Text(message, "dim"))
