@@ -73,7 +73,9 @@ def load_model_file(path: str | os.PathLike, hide_gpus: bool = False):
         ModelFileError: if the file is not a loadable Keras model.
     """
     path = check_model_file(path)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from workbench.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
     if hide_gpus:
         import tensorflow as tf
 

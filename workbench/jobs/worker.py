@@ -156,7 +156,10 @@ def load_candidate_evaluator(spec: WorkerSpec):
             the ones the search started with.
         EvaluatorSpecError: if the evaluator does not resolve.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from workbench.tfquiet import quiet_tensorflow
+
+    # After configure_worker_gpu, so that TensorFlow sees only this worker's GPU.
+    quiet_tensorflow()
     import keras
 
     from store.connection import hash_file
