@@ -219,8 +219,11 @@ def test_failing_evaluator_stops_search(tmp_path, capsys, monkeypatch, failure):
     monkeypatch.setenv("SVDW_TEST_FAILURE", failure)
     code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny")
     assert code == 1
-    assert "layer 'conv2' at ratio 0.25" in err
-    assert "svd-workbench search tiny" in err
+    assert err.count("layer 'conv2' at ratio 0.25") == 1
+    assert err.count("svd-workbench search tiny") == 1
+    assert "Details:" not in err
+    # conv2's three candidates, counted as `status` counts them.
+    assert "evaluate the 3 missing candidate score(s)." in err
     with open_store(store_path, readonly=True) as store:
         job = store.jobs("tiny")[0]
         scores = store.scores("tiny")
@@ -241,6 +244,7 @@ def test_failing_evaluator_stops_search(tmp_path, capsys, monkeypatch, failure):
     code, out, err = run_cli(capsys, "--store", store_path, "status", "tiny")
     assert "failed" in out
     assert "conv2" in out
+    assert "3 candidate score(s) missing" in out
 
 
 def test_search_option_errors(tmp_path, capsys):

@@ -203,3 +203,75 @@ def test_dask_scheduler_unreachable_fails_job(tmp_path, capsys, monkeypatch):
         job = store.jobs("tiny")[0]
     assert job.status == "failed"
     assert "tcp://127.0.0.1:9" in job.error
+
+
+def child_pids(pid: int) -> set[int]:
+    """Return the ids of the live processes whose parent is `pid`, read from /proc."""
+    children = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(entry))
+    return children
+
+
+def test_cancel_stops_loky_workers(tmp_path, capsys, monkeypatch):
+    store_path = make_project(tmp_path, capsys, candidates=6)
+    # Chunks of two 4 s evaluations outlast the 5 s grace of a cancel, so the job
+    # abandons them and ends with os._exit, which skips loky's own shutdown.
+    monkeypatch.setenv("SVDW_TEST_DELAY", "4")
+    job_id = launch_job(store_path, "tiny", "search", {"jobs": 2})
+    running = wait_for(lambda: (job := job_row(store_path, job_id)).done >= 1 and job, what="the baseline")
+    workers = child_pids(running.pid)
+    assert len(workers) >= 2
+
+    code, out, err = run_cli(capsys, "--store", store_path, "cancel", "tiny")
+    assert code == 0, err
+    assert job_row(store_path, job_id).status == "cancelled"
+    wait_for(lambda: not pid_alive(running.pid), timeout=30, what="the job process to exit")
+    # Without a shutdown, idle loky workers would live on for 300 s.
+    wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=30, what="the loky workers to exit")
+    log_text = (tmp_path / "logs" / f"job-{job_id}.log").read_text()
+    assert "leaked" not in log_text
+    # Workers import TensorFlow through the start-up line filter.
+    assert "cuInit" not in log_text
+    assert "absl::InitializeLog" not in log_text
+
+
+def test_ctrl_c_on_foreground_loky_search_cancels(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys, candidates=6)
+    # A session of its own, so that the SIGINT below reaches the search and its
+    # loky workers as Ctrl-C in a terminal would, and nothing else.
+    search = subprocess.Popen(
+        [PYTHON, "-m", "workbench.cli", "--store", str(store_path), "search", "tiny", "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=job_environment(SVDW_TEST_DELAY=0.5),
+    )
+    try:
+        with open_store(store_path, readonly=True) as store:
+            job_id = wait_for(lambda: (jobs := store.jobs("tiny", limit=1)) and jobs[0].id, what="the job row")
+        wait_for(lambda: job_row(store_path, job_id).done >= 2, what="two stored scores")
+        os.killpg(search.pid, signal.SIGINT)
+        out, err = search.communicate(timeout=60)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+            search.communicate()
+
+    assert search.returncode == 130, err
+    assert "search cancelled:" in err
+    assert "Traceback" not in err
+    job = job_row(store_path, job_id)
+    assert job.status == "cancelled"
+    scores, baseline, missing = stored_scores(store_path)
+    assert baseline is not None
+    assert sum(len(curve) for curve in scores.values()) == job.done - 1

@@ -138,7 +138,8 @@ def search_command(args) -> int:
         code = EXIT_INTERRUPTED if stop_signal.is_set() else EXIT_FAILURE
     else:
         print(f"svd-workbench: error: search job {job.id} failed: {outcome.message}", file=sys.stderr)
-        print(f"Details: svd-workbench status {args.name}", file=sys.stderr)
+        if "svd-workbench status" not in outcome.message:
+            print(f"Details: svd-workbench status {args.name}", file=sys.stderr)
         code = EXIT_FAILURE
     if outcome.abandoned:
         end_process(code)

@@ -83,9 +83,12 @@ def run_job(store, job_id: int, progress_stream=None, stop_signal: threading.Eve
 
             run_analyse_job(store, job)
         elif job.kind == "search":
-            from workbench.jobs.search import run_search_job
+            from workbench.jobs.search import run_search_job, stop_loky_workers
 
-            abandoned = run_search_job(store, job, progress_stream, stop_signal).abandoned
+            try:
+                abandoned = run_search_job(store, job, progress_stream, stop_signal).abandoned
+            finally:
+                stop_loky_workers()
         elif job.kind == "export":
             from workbench.export import run_export_job
 
@@ -98,7 +101,9 @@ def run_job(store, job_id: int, progress_stream=None, stop_signal: threading.Eve
         return JobOutcome("cancelled", str(cancelled), cancelled.abandoned)
     except Exception as error:
         text = describe_failure(error)
-        log.error("job %d failed: %s", job.id, text)
+        # INFO, because the caller reports the outcome: `main` logs it as an error in
+        # the job log, and `svd-workbench search` prints it once.
+        log.info("job %d failed: %s", job.id, text)
         store.fail_job(job.id, text)
         return JobOutcome("failed", str(error), getattr(error, "abandoned", False))
     store.finish_job(job.id, "done")
@@ -159,6 +164,12 @@ def install_stop_handler(stop_signal: threading.Event, signals=(signal.SIGTERM,)
 
 def end_process(code: int) -> None:
     """Exit at once, without waiting for worker processes or threads still at work."""
+    import multiprocessing.util
+
+    # The exit-time finalizers that os._exit skips: they unlink the semaphores of
+    # loky's queues, which its resource tracker would otherwise report as leaked.
+    # A private function of multiprocessing.util (CPython 3.11).
+    multiprocessing.util._run_finalizers(0)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -187,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("job %d could not run", args.job)
             mark_failed(store, args.job, error)
             return EXIT_FAILED
+    if outcome.status == "failed":
+        log.error("job %d failed: %s", args.job, outcome.message)
     code = EXIT_FAILED if outcome.status == "failed" else EXIT_DONE
     if outcome.abandoned:
         end_process(code)

@@ -328,13 +328,22 @@ def drive(store, job, project_name: str, key, runner: ChunkRunner, progress: Pro
             store_result(store, key, payload, progress)
             if payload["error"] is not None and evaluation_error is None:
                 evaluation_error = to_evaluation_error(payload["error"])
-                progress.message(f"Evaluation failed: {payload['error']['message']}")
+                # Logged, not printed: the job's error reports it once, with the next step.
+                log.info("evaluation failed: %s", payload["error"]["message"])
                 if not runner.stopping:
                     runner.stop()
                     deadline = time.monotonic() + FAILURE_GRACE_S
         elif kind == "error":
-            worker_error = payload
             runner.stop()
+            if isinstance(payload, KeyboardInterrupt):
+                # Ctrl-C reaches the loky workers too, since they share the terminal's
+                # process group, and joblib re-raises their KeyboardInterrupt here.
+                log.info("a search worker was interrupted; stopping the job like a cancel")
+                cancelled = True
+                if stop_signal is not None:
+                    stop_signal.set()
+                break
+            worker_error = payload
             break
         progress.tick()
 
@@ -362,10 +371,10 @@ def drive(store, job, project_name: str, key, runner: ChunkRunner, progress: Pro
             f"{progress.done} of {progress.total} scores were computed and kept; rerun the search for the rest."
         ) from worker_error
     if evaluation_error is not None:
-        missing = progress.total - progress.done
         evaluation_error.args = (
-            f"{evaluation_error.args[0]} Run 'svd-workbench search {project_name}' again after fixing it: "
-            f"{progress.done} score(s) of this run are stored and the {missing} missing one(s) will be evaluated.",
+            f"{evaluation_error.args[0]} {progress.done} score(s) of this run are stored. "
+            f"Fix the evaluator (its traceback: svd-workbench status {project_name}), then run "
+            f"'svd-workbench search {project_name}' again to evaluate the {describe_missing(store, project_name)}.",
         )
         evaluation_error.abandoned = abandoned
         raise evaluation_error
@@ -376,6 +385,36 @@ def drive(store, job, project_name: str, key, runner: ChunkRunner, progress: Pro
     elapsed = time.monotonic() - progress.started
     progress.message(f"Done: {progress.done} evaluation(s) in {format_duration(elapsed)}.")
     return SearchOutcome(progress.done, progress.total, abandoned)
+
+
+def describe_missing(store, project_name: str) -> str:
+    """Describe the scores still missing, counted as `svd-workbench status` counts them."""
+    candidates = len(store.missing_tasks(project_name))
+    text = f"{candidates} missing candidate score(s)"
+    if store.baseline(project_name) is None:
+        text += " and the baseline"
+    return text
+
+
+def stop_loky_workers() -> None:
+    """Kill the worker processes of joblib's reusable loky executor, if this process started one.
+
+    Idle loky workers otherwise live on for 300 s (loky's default idle timeout,
+    joblib 1.6), and a job that ends with `os._exit` leaves them and loky's
+    resource tracker behind with leaked semaphores and memmapping folders.
+    """
+    from joblib.externals.loky import reusable_executor
+
+    # The private global, because get_reusable_executor() would start an executor.
+    executor = reusable_executor._executor
+    if executor is None:
+        return
+    if hasattr(executor, "terminate"):
+        # joblib's MemmappingExecutor: also deletes its temporary memmapping folder.
+        executor.terminate(kill_workers=True)
+    else:
+        executor.shutdown(wait=True, kill_workers=True)
+    reusable_executor._executor = None
 
 
 def store_result(store, key, result: dict, progress: Progress) -> None:
