@@ -12,6 +12,8 @@ import pytest
 from store import open_store
 from test_jobs_support import (
     FAILING_EVALUATOR,
+    PYTHON,
+    job_environment,
     make_project,
     run_cli,
     save_npz,
@@ -291,3 +293,23 @@ def test_cli_modules_do_not_import_tensorflow(tmp_path):
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "tiny"], ["status", "tiny"]])
+def test_closed_stdout_pipe_exits_quietly(tmp_path, capsys, command):
+    store_path = make_project(tmp_path, capsys)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "workbench.cli", "--store", str(store_path), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=job_environment(),
+    )
+    # As `| head -0` would: the reader goes away before the command writes.
+    process.stdout.close()
+    err = process.stderr.read()
+    process.wait(timeout=60)
+    process.stderr.close()
+    assert process.returncode == 141, err
+    assert "BrokenPipeError" not in err
+    assert "Traceback" not in err

@@ -4,17 +4,21 @@
 same work headlessly. Importing this package does not import TensorFlow: command
 modules import the engine inside their handlers, so the app paints at once.
 
-Exit status: 0 on success, 1 on failure, 2 on a usage error.
+Exit status: 0 on success, 1 on failure, 2 on a usage error, 141 when the
+reader of stdout closed the pipe early.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from workbench import __version__
 from workbench.cli import common
+
+EXIT_BROKEN_PIPE = 141
 
 # Each module registers its subcommands with `register(subparsers)`.
 COMMAND_MODULES = (
@@ -59,7 +63,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app(common.resolve_store_path(args)) or 0
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        # Flush here, so that a closed pipe raises below and not at interpreter exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout (e.g. `| head -1`) exited. Point stdout at /dev/null so
+        # the flush at exit cannot fail again, and exit 141 (128 + SIGPIPE), the status
+        # of a tool killed by SIGPIPE, so `set -o pipefail` treats us like cat or grep.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except common.CliError as error:
         print(f"svd-workbench: error: {error}", file=sys.stderr)
         return error.exit_code
