@@ -313,3 +313,54 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path, capsys, command):
     assert process.returncode == 141, err
     assert "BrokenPipeError" not in err
     assert "Traceback" not in err
+
+
+def test_read_only_commands_create_no_store(tmp_path, capsys):
+    store_path = tmp_path / "new" / "store.db"
+    code, out, err = run_cli(capsys, "--store", store_path, "list")
+    assert code == 0, err
+    assert "No projects yet" in out
+    assert str(store_path) in out
+    for command in ("show", "status"):
+        code, out, err = run_cli(capsys, "--store", store_path, command, "tiny")
+        assert code == 1
+        assert "Project 'tiny' not found" in err
+    assert not store_path.parent.exists()
+
+
+def test_scores_export_rejects_missing_folder(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny")
+    assert code == 0, err
+    target = tmp_path / "nofolder" / "scores.json"
+    code, out, err = run_cli(capsys, "--store", store_path, "scores", "export", "tiny", target)
+    assert code == 1
+    assert f"the folder '{target.parent}' does not exist or is not a folder" in err
+    assert not target.parent.exists()
+
+
+def test_init_notes_and_next_step(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.Conv2D(8, 1, name="pw")(x)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    model_path = tmp_path / "pointwise.keras"
+    keras.Model(inputs, outputs).save(model_path)
+    evaluator = f"{write_evaluator(tmp_path / 'fingerprint.py')}:evaluate"
+    store_path = tmp_path / "store.db"
+    init = ["--store", store_path, "init", "--model", model_path, "--evaluator", evaluator, "--candidates", 2]
+
+    code, out, err = run_cli(capsys, *init[:3], "first", *init[3:], "--ignore", "pw")
+    assert code == 0, err
+    assert "--ignore pw: the layer is not compressible" in err
+    assert "Next: svd-workbench search first" in out
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "first")
+    assert code == 0, err
+
+    # The same model and evaluator: every score is cached for a second project.
+    code, out, err = run_cli(capsys, *init[:3], "second", *init[3:])
+    assert code == 0, err
+    assert "Next: svd-workbench select second" in out
+    assert "svd-workbench search" not in out

@@ -78,7 +78,8 @@ def load_pickle(path: str | os.PathLike):
             "convert other files to svd-workbench JSON."
         ) from None
     except Exception as error:  # truncated or corrupt pickles raise many types
-        raise ScoreFileError(f"Corrupt pickle '{path}': {type(error).__name__}: {error}.") from None
+        # Strip the full stop that some messages end with ("invalid load key, 'n'.").
+        raise ScoreFileError(f"Corrupt pickle '{path}': {type(error).__name__}: {str(error).rstrip('.')}.") from None
 
 
 def to_decimal(value, where: str) -> Decimal:
@@ -142,7 +143,13 @@ def check_layers(scores: Mapping[str, Mapping], expected_layers, source: str = "
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        # The same message as `svd-workbench export --output`: a typo in the folder
+        # name should not silently create a new folder.
+        raise ScoreFileError(
+            f"Cannot write '{path}': the folder '{path.parent}' does not exist or is not a folder. "
+            "Create it or choose another path."
+        )
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:

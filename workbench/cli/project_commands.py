@@ -79,13 +79,23 @@ def store_errors() -> Iterator[None]:
 
 
 def open_cli_store(args, readonly: bool = False):
-    """Open the store named by --store (or the default one); read-only opens fall back to read-write for a new file."""
+    """Open the store named by --store (or the default one).
+
+    Raises:
+        CliError: for a read-only open of a store file that does not exist,
+            which is never created: the named project is not found.
+    """
     from store import open_store
 
     path = common.resolve_store_path(args)
+    if readonly and not path.exists():
+        name = getattr(args, "name", None)
+        subject = f"Project {name!r} not found" if name else "No projects found"
+        raise CliError(
+            f"{subject}: the store '{path}' does not exist yet. "
+            "Create a project with: svd-workbench init NAME --model FILE --evaluator SPEC"
+        )
     with store_errors():
-        if readonly and not path.exists():
-            readonly = False
         return open_store(path, readonly=readonly)
 
 
@@ -266,6 +276,14 @@ def init_command(args) -> int:
         if missing:
             names = [record.name for record in records if record.eligible]
             raise CliError(f"--ignore names layers that the model does not have: {missing}. Compressible layers: {names}.", EXIT_USAGE)
+        # Accepted, because ignoring a layer that is never compressed does what the user asked.
+        for record in records:
+            if record.name in args.ignore and not record.eligible:
+                print(
+                    f"svd-workbench: note: --ignore {record.name}: the layer is not compressible "
+                    f"({record.reason}), so it is never compressed anyway.",
+                    file=sys.stderr,
+                )
         try:
             with store.transaction():
                 store.create_project(
@@ -286,6 +304,7 @@ def init_command(args) -> int:
             raise CliError(str(error)) from None
         project = store.get_project(args.name)
         tasks = len(store.missing_tasks(project))
+        baseline_missing = store.baseline(project) is None
     eligible = [record for record in records if record.eligible]
     print(f"Created project {project.name!r} in {store.path}.")
     print(
@@ -298,7 +317,11 @@ def init_command(args) -> int:
         f"multiplicity {project.multiplicity}"
         + (f", ignoring {', '.join(project.ignored)}" if project.ignored else "")
     )
-    print(f"Next: svd-workbench search {project.name}   ({tasks} evaluations and the baseline)")
+    if tasks == 0 and not baseline_missing:
+        print(f"Every score is cached. Next: svd-workbench select {project.name}")
+    else:
+        baseline_text = " and the baseline" if baseline_missing else ""
+        print(f"Next: svd-workbench search {project.name}   ({tasks} evaluations{baseline_text})")
     return 0
 
 
@@ -323,6 +346,16 @@ def project_overview(store, project) -> dict:
 
 
 def list_command(args) -> int:
+    store_path = common.resolve_store_path(args)
+    if not store_path.exists():
+        if args.json:
+            common.print_json([])
+        else:
+            print(
+                f"No projects yet: the store '{store_path}' does not exist. "
+                "Create one with: svd-workbench init NAME --model FILE --evaluator SPEC"
+            )
+        return 0
     store = open_cli_store(args, readonly=True)
     with store, store_errors():
         overviews = [project_overview(store, project) for project in store.list_projects()]
