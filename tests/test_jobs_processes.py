@@ -143,6 +143,7 @@ def test_cancel_keeps_scores_and_rerun_computes_rest(tmp_path, capsys, monkeypat
 
     code, out, err = run_cli(capsys, "--store", store_path, "cancel", "tiny")
     assert code == 0, err
+    assert f"Waiting for job {job_id} to stop..." in err
     cancelled = job_row(store_path, job_id)
     assert cancelled.status == "cancelled"
     assert "cancelled" in out

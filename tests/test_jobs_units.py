@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -302,3 +303,56 @@ def test_job_report_formats_states(tmp_path):
         text = format_job_report(job_report(store, store.job(job.id)))
         assert "failed" in text
         assert "Failed task: layer conv2, ratio 0.5." in text
+
+
+class FinishedRunner:
+    """A stand-in for ChunkRunner whose queue already contains the baseline result and the end."""
+
+    def __init__(self):
+        import queue
+
+        self.events = queue.Queue()
+        self.events.put(("result", {"baseline": (0.5, 0.1), "scores": [], "error": None}))
+        self.events.put(("end", None))
+        self.stopping = False
+
+    def stop(self):
+        self.stopping = True
+
+
+def test_cancel_after_last_result_is_done(tmp_path):
+    import threading
+
+    from workbench.jobs.search import drive
+
+    with open_store(tmp_path / "s.db") as store:
+        from store.testing import create_synthetic_project
+
+        create_synthetic_project(store, "demo", 2)
+        project = store.get_project("demo")
+        job = store.create_job("demo", "search", options={"jobs": 2})
+        store.start_job(job.id, total=1)
+        stop_signal = threading.Event()
+        stop_signal.set()  # the cancel arrives with the last result
+
+        outcome = drive(store, job, "demo", project.score_key, FinishedRunner(), Progress(1), stop_signal)
+        assert (outcome.computed, outcome.total) == (1, 1)
+        assert store.baseline("demo") == 0.5
+
+
+def test_dead_job_report_has_no_eta(tmp_path):
+    with open_store(tmp_path / "s.db") as store:
+        from store.testing import create_synthetic_project
+
+        create_synthetic_project(store, "demo", 2)
+        job = store.create_job("demo", "search", options={"jobs": 2})
+        store.start_job(job.id, total=8)
+        store.update_job_progress(job.id, done=2)
+        # A pid that no process has: the job row says running, its process is gone.
+        dead = dataclasses.replace(store.job(job.id), pid=2**22 + 1)
+        report = job_report(store, dead)
+        assert report["state"] == "dead"
+        assert report["eta_s"] is None
+        text = format_job_report(report)
+        assert "ETA" not in text
+        assert "2 of 8 done" in text

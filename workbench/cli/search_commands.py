@@ -200,6 +200,7 @@ def cancel_command(args) -> int:
     if args.no_wait:
         print(f"Cancel requested for job {job_id}; it stops within seconds and keeps its finished scores.")
         return 0
+    print(f"Waiting for job {job_id} to stop...", file=sys.stderr, flush=True)
     store = open_cli_store(args, readonly=True)
     with store:
         deadline = time.monotonic() + CANCEL_WAIT_S

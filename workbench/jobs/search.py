@@ -378,7 +378,7 @@ def drive(store, job, project_name: str, key, runner: ChunkRunner, progress: Pro
         )
         evaluation_error.abandoned = abandoned
         raise evaluation_error
-    if cancelled:
+    if cancelled and progress.done < progress.total:
         raise JobCancelled(
             f"Cancelled after {progress.done} of {progress.total} evaluations; they are stored.", abandoned=abandoned
         )

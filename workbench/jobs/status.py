@@ -36,7 +36,8 @@ def job_report(store, job, now: datetime.datetime | None = None) -> dict:
         elapsed = (heartbeat - started).total_seconds()
         if elapsed > 0:
             rate = job.done / elapsed
-            if job.total is not None and job.status in ("queued", "running"):
+            # No ETA for a dead or stale job: its process is gone or silent.
+            if job.total is not None and state in ("queued", "running"):
                 eta = max(0, job.total - job.done) / rate
     return {
         "id": job.id,
@@ -70,8 +71,10 @@ def format_job_report(report: dict) -> str:
         heartbeat = f", last heartbeat {format_duration(age)} ago" if age is not None and report["status"] == "running" else ""
         lines.append(f"  process {report['pid']} on {report['host']}{heartbeat}")
     if report["total"] is not None:
-        if report["status"] in ("queued", "running"):
+        if state in ("queued", "running"):
             lines.append("  " + progress_line(report["done"], report["total"], report["rate"], report["eta_s"]))
+        elif state in ("dead", "stale"):
+            lines.append(f"  {report['done']} of {report['total']} done")
         else:
             lines.append(f"  {report['done']} of {report['total']} done, {format_rate(report['rate'])}")
     if report["cancel_requested"] and report["status"] == "running":
