@@ -29,6 +29,7 @@ from store.connection import BUSY_TIMEOUT_MS, default_store_path, hash_file, mak
 from store.errors import (
     JobConflict,
     JobNotFound,
+    LayerNotFound,
     ProjectExists,
     ProjectNotFound,
     ScoreConflictError,
@@ -60,6 +61,7 @@ __all__ = [
     "Job",
     "JobConflict",
     "JobNotFound",
+    "LayerNotFound",
     "LayerRow",
     "Project",
     "ProjectExists",

@@ -26,7 +26,9 @@ BUSY_TIMEOUT_MS = 10_000
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 
-UPGRADE_HINT = "Upgrade svd-workbench (pip install --upgrade svd-workbench) to open it."
+UPGRADE_HINT = (
+    "Upgrade svd-workbench (pip install --upgrade svd-workbench, or pull and reinstall your checkout) to open it."
+)
 
 
 def default_store_path() -> Path:

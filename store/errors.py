@@ -32,6 +32,21 @@ class StoreReadOnlyError(StoreError):
     """A write was attempted through a store opened with `readonly=True`."""
 
 
+class LayerNotFound(StoreError, ValueError):
+    """A project has no layer of the requested name.
+
+    A ValueError too, as callers that catch the invalid-selection ValueError
+    expect.
+    """
+
+    def __init__(self, layer: str, project: str, compressible: list[str]):
+        shown = ", ".join(compressible) if compressible else "none"
+        super().__init__(f"Layer {layer!r} not found in project {project!r}. Compressible layers: {shown}.")
+        self.layer = layer
+        self.project = project
+        self.compressible = compressible
+
+
 class ProjectNotFound(StoreError, LookupError):
     """No project has the requested name."""
 

@@ -268,7 +268,7 @@ class ScoresMixin(StoreBase):
                 raise ScoreConflictError(
                     f"The score file '{path}' differs from {len(report.conflicts)} cached score(s) of project "
                     f"{project.name!r} ({describe_conflicts(report.conflicts)}). Nothing was imported. "
-                    "Import with force=True (--force) to overwrite the cached scores.",
+                    "To overwrite the cached scores, pass --force (force=True in Python).",
                     report.conflicts,
                 )
             report.overwritten = sum(1 for _, ratio, _, _ in report.conflicts if ratio is not None)
@@ -294,7 +294,7 @@ class ScoresMixin(StoreBase):
                 f"Expected a score file ending in .json, .pkl or .pickle. Received: path='{path}'"
             )
         if path.exists() and not force:
-            raise FileExistsError(f"'{path}' already exists. Export with force=True (--force) to overwrite it.")
+            raise FileExistsError(f"'{path}' already exists. To overwrite it, pass --force (force=True in Python).")
         with self._read():
             project = self._project(project)
             scores = self._scores_for_key(project.score_key)

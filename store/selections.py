@@ -14,6 +14,7 @@ from typing import Mapping
 from workbench.selection import format_ratio
 
 from store.base import StoreBase
+from store.errors import LayerNotFound
 from store.rows import SELECTION_SOURCES, Project, Revision, optional_ratio, ratio_text, utc_now
 
 # Per layer, the entry of the newest revision that set it and is not undone.
@@ -103,7 +104,8 @@ class SelectionsMixin(StoreBase):
         for layer, ratio in mapping.items():
             record = records.get(layer)
             if record is None:
-                raise ValueError(f"Layer {layer!r} not found in project {project.name!r}.")
+                compressible = [name for name, item in records.items() if item.eligible]
+                raise LayerNotFound(layer, project.name, compressible)
             if not record.eligible:
                 raise ValueError(
                     f"Layer {layer!r} of project {project.name!r} cannot be compressed: {record.reason or 'not eligible'}."

@@ -66,6 +66,7 @@ def test_init_fills_layers_and_settings(tmp_path, capsys, model_file, npz_file):
         ("--target", "1.5", "argument --target: expected a cost ratio in (0, 1]"),
         ("--target", "zero", "argument --target: expected a cost ratio in (0, 1]"),
         ("--candidates", "1", "argument --candidates: expected an integer of at least 2"),
+        ("--candidates", "0", "argument --candidates: expected an integer of at least 2"),
         ("--multiplicity", "0", "argument --multiplicity: expected a positive integer"),
         ("--eval-iterations", "-3", "argument --eval-iterations: expected a positive integer"),
         ("--metric", "flops", "argument --metric: invalid choice: 'flops'"),
@@ -364,3 +365,34 @@ def test_init_notes_and_next_step(tmp_path, capsys):
     assert code == 0, err
     assert "Next: svd-workbench select second" in out
     assert "svd-workbench search" not in out
+
+
+def test_set_unknown_names_fail_alike(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "tiny", "nolayer", "0.5")
+    assert code == 1
+    assert "Layer 'nolayer' not found in project 'tiny'. Compressible layers: conv1, conv2." in err
+    code, out, err = run_cli(capsys, "--store", store_path, "set", "nosuchproj", "conv1", "0.5")
+    assert code == 1
+    assert "Project 'nosuchproj' not found" in err
+
+
+def test_scores_export_existing_file_names_force(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    code, out, err = run_cli(capsys, "--store", store_path, "search", "tiny")
+    assert code == 0, err
+    target = tmp_path / "scores.json"
+    target.write_text("{}")
+    code, out, err = run_cli(capsys, "--store", store_path, "scores", "export", "tiny", target)
+    assert code == 1
+    assert "pass --force" in err
+
+
+def test_scores_import_corrupt_pickle_message(tmp_path, capsys):
+    store_path = make_project(tmp_path, capsys)
+    corrupt = tmp_path / "scores.pkl"
+    corrupt.write_bytes(b"not a pickle")
+    code, out, err = run_cli(capsys, "--store", store_path, "scores", "import", "tiny", corrupt)
+    assert code == 1
+    assert "invalid load key" in err
+    assert ".." not in err.replace(str(tmp_path), "")

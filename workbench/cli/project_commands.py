@@ -31,8 +31,11 @@ def positive_int(text: str) -> int:
 
 
 def candidate_count(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 2:
         raise argparse.ArgumentTypeError(
             f"expected an integer of at least 2 (the candidate ratios are i/N for i = 1 .. N-1), received {text!r}"
         )
