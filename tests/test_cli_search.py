@@ -396,3 +396,56 @@ def test_scores_import_corrupt_pickle_message(tmp_path, capsys):
     assert code == 1
     assert "invalid load key" in err
     assert ".." not in err.replace(str(tmp_path), "")
+
+
+CUSTOM_MODELS_SCRIPT = """
+import sys
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="test")
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3)
+
+    def call(self, x):
+        return self.conv(x)
+
+
+inputs = keras.Input((8, 8, 3))
+keras.Model(inputs, Scale()(keras.layers.Conv2D(4, 3)(inputs))).save(sys.argv[1])
+model = Subclassed()
+model(keras.ops.zeros((1, 8, 8, 3)))
+model.save(sys.argv[2])
+"""
+
+
+def test_init_rejects_custom_classes_in_one_line(tmp_path, capsys):
+    # Saved in another process, so that this one has not registered the classes.
+    custom, subclassed = tmp_path / "custom.keras", tmp_path / "subclassed.keras"
+    subprocess.run(
+        [PYTHON, "-c", CUSTOM_MODELS_SCRIPT, str(custom), str(subclassed)], check=True, env=job_environment(), timeout=300
+    )
+    evaluator = f"{write_evaluator(tmp_path / 'fingerprint.py')}:evaluate"
+    store_path = tmp_path / "store.db"
+
+    code, out, err = run_cli(capsys, "--store", store_path, "init", "c", "--model", custom, "--evaluator", evaluator)
+    assert code == 1
+    assert "uses the custom class 'Scale'" in err
+    assert "Full object config" not in err
+    assert len([line for line in err.splitlines() if line.startswith("svd-workbench: error:")]) == 1
+    assert len(err.strip().splitlines()) == 2  # "Analysing ..." and the error
+
+    code, out, err = run_cli(capsys, "--store", store_path, "init", "s", "--model", subclassed, "--evaluator", evaluator)
+    assert code == 1
+    assert "subclassed model (class 'Subclassed')" in err
+    assert "functional API" in err
+    assert len([line for line in err.splitlines() if line.startswith("svd-workbench: error:")]) == 1
+    assert len(err.strip().splitlines()) == 2  # "Analysing ..." and the error

@@ -7,6 +7,7 @@ reject a missing or non-Keras file at once. The other functions load the model.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -88,7 +89,34 @@ def load_model_file(path: str | os.PathLike, hide_gpus: bool = False):
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a bad file
+        custom = describe_custom_class_error(path, error)
+        if custom:
+            raise ModelFileError(custom) from None
         raise ModelFileError(f"Cannot load Keras model '{path}': {type(error).__name__}: {error}") from error
+
+
+# Keras 3 (seen with 3.15) names a class that no imported module registered this way, at the top level
+# for a subclassed model, and inside a "could not be deserialized" message for a layer.
+MISSING_CLASS = re.compile(r"Could not locate class '([^']+)'")
+
+
+def describe_custom_class_error(path, error: Exception) -> str | None:
+    """Return a one-line error for a model that needs a custom class, or None for other errors."""
+    match = MISSING_CLASS.search(str(error))
+    if match is None:
+        return None
+    name = match.group(1)
+    if str(error).startswith("Could not locate class"):
+        return (
+            f"Cannot load Keras model '{path}': it is a subclassed model (class '{name}'), which svd-workbench "
+            "cannot analyse or rebuild. Rebuild it with the functional API (keras.Model(inputs, outputs)) and save it again."
+        )
+    # NOTE: the command line cannot import the module that defines a custom class yet.
+    return (
+        f"Cannot load Keras model '{path}': it uses the custom class '{name}', which must be importable to load the "
+        "model, and the command line does not import custom code. Use built-in Keras layers, or call "
+        "workbench.compress.ModelCompressor from a script that imports the class."
+    )
 
 
 def analyse_model_file(path: str | os.PathLike, hide_gpus: bool = False):
