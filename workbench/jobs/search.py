@@ -335,10 +335,12 @@ def drive(store, job, project_name: str, key, runner: ChunkRunner, progress: Pro
                     deadline = time.monotonic() + FAILURE_GRACE_S
         elif kind == "error":
             runner.stop()
-            if isinstance(payload, KeyboardInterrupt):
+            interrupted = stop_signal is not None and stop_signal.is_set()
+            if isinstance(payload, KeyboardInterrupt) or interrupted:
                 # Ctrl-C reaches the loky workers too, since they share the terminal's
-                # process group, and joblib re-raises their KeyboardInterrupt here.
-                log.info("a search worker was interrupted; stopping the job like a cancel")
+                # process group: joblib re-raises their KeyboardInterrupt here, or a
+                # TerminatedWorkerError when one died outside a task.
+                log.info("search worker interrupted (%s); stopping the job like a cancel", type(payload).__name__)
                 cancelled = True
                 if stop_signal is not None:
                     stop_signal.set()
