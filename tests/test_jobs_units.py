@@ -320,18 +320,26 @@ class FinishedRunner:
         self.stopping = True
 
 
+def start_synthetic_search(store, total: int, done: int = 0):
+    """Create project 'demo' with two layers and a running search job; return the job."""
+    from store.testing import create_synthetic_project
+
+    create_synthetic_project(store, "demo", 2)
+    job = store.create_job("demo", "search", options={"jobs": 2})
+    store.start_job(job.id, total=total)
+    if done:
+        store.update_job_progress(job.id, done=done)
+    return store.job(job.id)
+
+
 def test_cancel_after_last_result_is_done(tmp_path):
     import threading
 
     from workbench.jobs.search import drive
 
     with open_store(tmp_path / "s.db") as store:
-        from store.testing import create_synthetic_project
-
-        create_synthetic_project(store, "demo", 2)
+        job = start_synthetic_search(store, total=1)
         project = store.get_project("demo")
-        job = store.create_job("demo", "search", options={"jobs": 2})
-        store.start_job(job.id, total=1)
         stop_signal = threading.Event()
         stop_signal.set()  # the cancel arrives with the last result
 
@@ -342,12 +350,7 @@ def test_cancel_after_last_result_is_done(tmp_path):
 
 def test_dead_job_report_has_no_eta(tmp_path):
     with open_store(tmp_path / "s.db") as store:
-        from store.testing import create_synthetic_project
-
-        create_synthetic_project(store, "demo", 2)
-        job = store.create_job("demo", "search", options={"jobs": 2})
-        store.start_job(job.id, total=8)
-        store.update_job_progress(job.id, done=2)
+        job = start_synthetic_search(store, total=8, done=2)
         # A pid that no process has: the job row says running, its process is gone.
         dead = dataclasses.replace(store.job(job.id), pid=2**22 + 1)
         report = job_report(store, dead)
