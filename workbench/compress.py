@@ -165,6 +165,7 @@ class ModelCompressor:
             elif note:
                 logger.info(note)
             selection = {name: ratio for name, ratio in result.selection.items() if ratio is not None}
+            AIMET_SELECTION_PICKLE.parent.mkdir(parents=True, exist_ok=True)
             save_selection(AIMET_SELECTION_PICKLE, {name: result.selection.get(name) for name in selectable})
         elif parameters.mode == SpatialSvdParameters.Mode.manual:
             if not isinstance(parameters.params, SpatialSvdParameters.ManualModeParams):
@@ -206,6 +207,8 @@ class ModelCompressor:
             return scores
 
         json_path = AIMET_SCORES_PICKLE.with_suffix(".json")
+        # Like AIMET, write the caches under ./data, creating it when missing.
+        AIMET_SCORES_PICKLE.parent.mkdir(parents=True, exist_ok=True)
         _backup_existing(AIMET_SCORES_PICKLE)
         _backup_existing(json_path)
         scores: dict[str, dict[Decimal, float]] = {name: {} for name in selectable}
