@@ -2,7 +2,7 @@
 
 A script written for AIMET's Keras compression API ports by importing
 `ModelCompressor` from here and the parameter classes from `workbench.defs`.
-Differences that a user sees: candidates are evaluated by substituting kernels in
+Differences visible to a user: candidates are evaluated by substituting kernels in
 place (no model copies), the selection lands closest to the target from below and
 warns when the target cannot be reached, fused activations and dilation survive
 the split, and the statistics carry absolute MACs and parameter counts.

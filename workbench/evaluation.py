@@ -1,6 +1,6 @@
 """Evaluating candidates: call the user's evaluator on a model with one kernel substituted.
 
-A `CandidateEvaluator` holds one loaded model, computes each layer's SVD once, and
+A `CandidateEvaluator` keeps one loaded model, computes each layer's SVD once, and
 scores a (layer, ratio) candidate by substituting the rank-r kernel in place, so
 no candidate copies, rebuilds or saves the model. Used by `compress_model` in
 process and by the search job's worker processes. Importing this module does not

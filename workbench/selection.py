@@ -148,7 +148,7 @@ def greedy_select(
 
     Returns:
         A `SelectionResult`. When the target cannot be met, it contains the most
-        compressed selection, `reachable` is False and `notes` says why.
+        compressed selection, `reachable` is False and `notes` explains why.
 
     Raises:
         ValueError: for a target outside (0, 1], a bad multiplicity, or a layer of

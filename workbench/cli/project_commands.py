@@ -16,6 +16,7 @@ from typing import Iterator
 
 from workbench.cli import common
 from workbench.cli.common import EXIT_USAGE, CliError
+from workbench.report import human_count
 
 
 # Argument types: argparse reports their errors as usage errors (exit status 2)
@@ -100,16 +101,6 @@ def open_cli_store(args, readonly: bool = False):
         )
     with store_errors():
         return open_store(path, readonly=readonly)
-
-
-def human_count(value: int | None) -> str:
-    """Format a count with a unit prefix: 10035200 -> '10.04 M'."""
-    if value is None:
-        return "?"
-    for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f}{suffix}"
-    return str(value)
 
 
 def jsonable(value):
